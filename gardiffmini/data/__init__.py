@@ -1,0 +1,1 @@
+"""Data: the ToyVITON generator, the VITON-HD loader and the TPS warp."""

@@ -1,0 +1,1 @@
+"""Models: garment encoders, the try-on UNet, the garment-focused adapter and its attention."""

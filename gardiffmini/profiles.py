@@ -1,0 +1,139 @@
+"""Named scales for everything in the book: ``ci``, ``cpu``, ``gpu`` and ``paper``.
+
+A profile fixes the image size (always 4:3, like the paper's 512x384), the size of the
+ToyVITON data set, the widths of every model, the number of training steps, the batch
+size and the sampling settings. Notebooks and the command line take a profile *name*;
+nothing else is edited to change scale.
+
+- ``ci``: each notebook finishes in well under a minute on two CPU cores (for CI).
+- ``cpu``: legible results on a laptop in minutes.
+- ``gpu``: the paper's shape on one free-tier GPU.
+- ``paper``: the paper's setting (512x384, Stable Diffusion sized, pretrained weights).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One named scale. All sizes are in pixels; ``height:width`` is 4:3."""
+
+    name: str
+    height: int
+    width: int
+    # ToyVITON
+    n_train: int
+    n_test: int
+    # VAE (AutoencoderKL): the latent is (latent_channels, height/f, width/f), f = 2**(len-1)
+    vae_channels: tuple[int, ...]
+    latent_channels: int
+    # CLIP image/text encoders (transformers CLIPModel)
+    clip_width: int
+    clip_layers: int
+    clip_heads: int
+    clip_patch: int
+    clip_embed_dim: int
+    # UNet2DConditionModel and the garment-focused adapter
+    unet_channels: tuple[int, ...]
+    unet_layers_per_block: int
+    unet_head_dim: int
+    cross_attention_dim: int
+    clip_tokens: int
+    # training
+    batch_size: int
+    encoder_steps: int
+    probe_steps: int
+    diffusion_steps: int
+    learning_rate: float
+    warmup_steps: int
+    # sampling
+    sample_steps: int
+    guidance_scale: float
+    n_eval: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(height, width)`` of every image the models see."""
+        return (self.height, self.width)
+
+    @property
+    def vae_factor(self) -> int:
+        """Spatial down-sampling factor of the VAE."""
+        return 2 ** (len(self.vae_channels) - 1)
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the VAE latent."""
+        return (self.height // self.vae_factor, self.width // self.vae_factor)
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly copy (for run configs and provenance)."""
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci", height=64, width=48, n_train=96, n_test=16,
+        vae_channels=(16, 32, 32), latent_channels=4,
+        clip_width=32, clip_layers=2, clip_heads=2, clip_patch=8, clip_embed_dim=32,
+        unet_channels=(32, 32), unet_layers_per_block=1, unet_head_dim=8,
+        cross_attention_dim=32, clip_tokens=2,
+        batch_size=8, encoder_steps=20, probe_steps=20, diffusion_steps=20,
+        learning_rate=1e-3, warmup_steps=5,
+        sample_steps=5, guidance_scale=2.0, n_eval=8,
+    ),
+    "cpu": Profile(
+        name="cpu", height=128, width=96, n_train=2000, n_test=128,
+        vae_channels=(32, 64, 64), latent_channels=4,
+        clip_width=64, clip_layers=3, clip_heads=4, clip_patch=8, clip_embed_dim=64,
+        unet_channels=(64, 128), unet_layers_per_block=1, unet_head_dim=16,
+        cross_attention_dim=64, clip_tokens=4,
+        batch_size=16, encoder_steps=400, probe_steps=300, diffusion_steps=1500,
+        learning_rate=5e-4, warmup_steps=50,
+        sample_steps=25, guidance_scale=2.0, n_eval=64,
+    ),
+    "gpu": Profile(
+        name="gpu", height=256, width=192, n_train=10000, n_test=512,
+        vae_channels=(64, 128, 256, 256), latent_channels=4,
+        clip_width=256, clip_layers=6, clip_heads=8, clip_patch=16, clip_embed_dim=256,
+        unet_channels=(128, 256, 256), unet_layers_per_block=2, unet_head_dim=32,
+        cross_attention_dim=256, clip_tokens=4,
+        batch_size=32, encoder_steps=4000, probe_steps=2000, diffusion_steps=20000,
+        learning_rate=2e-4, warmup_steps=500,
+        sample_steps=50, guidance_scale=2.5, n_eval=512,
+    ),
+    "paper": Profile(
+        name="paper", height=512, width=384, n_train=11647, n_test=2032,
+        vae_channels=(128, 256, 512, 512), latent_channels=4,
+        clip_width=1280, clip_layers=32, clip_heads=16, clip_patch=14, clip_embed_dim=1024,
+        unet_channels=(320, 640, 1280, 1280), unet_layers_per_block=2, unet_head_dim=64,
+        cross_attention_dim=1024, clip_tokens=4,
+        batch_size=8, encoder_steps=0, probe_steps=2000, diffusion_steps=200000,
+        learning_rate=5e-5, warmup_steps=500,
+        sample_steps=100, guidance_scale=7.5, n_eval=2032,
+        extra={
+            "unet_id": "stabilityai/stable-diffusion-2-inpainting",
+            "vae_id": "stabilityai/stable-diffusion-2-inpainting",
+            "clip_id": "h94/IP-Adapter",
+        },
+    ),
+}
+
+
+def get_profile(name: str | Profile | None = None, **overrides) -> Profile:
+    """Return the profile called ``name`` (default: ``$GARDIFF_PROFILE``, else ``cpu``).
+
+    Keyword ``overrides`` replace single fields, e.g. ``get_profile("cpu", n_train=500)``.
+    """
+    if isinstance(name, Profile):
+        profile = name
+    else:
+        name = name or os.environ.get("GARDIFF_PROFILE", "cpu")
+        if name not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}")
+        profile = PROFILES[name]
+    return replace(profile, **overrides) if overrides else profile
