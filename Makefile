@@ -1,0 +1,42 @@
+# gardiffmini: `make book` builds the book at PROFILE; `make test` is what CI runs.
+PROFILE ?= cpu
+PYTHON ?= python3
+# CI pins a CPU build of torch here; a user keeps the torch they have (or pip's default).
+TORCH_SPEC ?=
+VENV := .venv
+BIN := $(VENV)/bin
+BUILD := _build
+export GARDIFF_DATA ?= $(CURDIR)/data
+export MPLBACKEND := Agg
+
+.PHONY: venv data book test unit notebooks-check reproduce clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC) -e ".[book,test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+data: venv
+	$(BIN)/python -m gardiffmini data --profile $(PROFILE)
+
+book: data
+	$(BIN)/python tools/build_book.py --profile $(PROFILE) --out $(BUILD)/$(PROFILE)
+
+unit: venv
+	$(BIN)/ruff check .
+	$(BIN)/pytest tests
+
+notebooks-check: venv
+	$(MAKE) book PROFILE=ci
+	$(BIN)/pytest -p no:cacheprovider --nbval-lax $(BUILD)/ci/src/notebooks
+
+test: unit notebooks-check
+
+reproduce: data
+	$(BIN)/python -m gardiffmini reproduce --profile $(PROFILE) --seeds 3
+
+clean:
+	rm -rf $(BUILD)
