@@ -1,0 +1,3 @@
+from gardiffmini.cli import main
+
+main()

@@ -1,0 +1,329 @@
+"""The thin-plate-spline (TPS) warp of the in-shop garment onto the person: I_w and m_w.
+
+GarDiff conditions on the garment already warped onto the body, ``I_w``, and its mask
+``m_w`` (the paper takes them from a GP-VTON-style warping module). The classical warp is a
+thin-plate spline fitted to a few correspondences: landmarks of the garment, read from the
+geometry of its mask, and the same landmarks placed on the person from the OpenPose
+keypoints. Every point is ``(x, y)`` in pixels, ``x`` to the right and ``y`` down, and the
+person's right side (``RShoulder``) is on the left of a front-facing photo.
+
+The warp runs *backwards*: for every pixel ``p`` of the output (the person's frame) the
+spline ``f`` says where in the garment image to read, ``I_w(p) = I_c(f(p))``; so ``f`` is
+fitted from person landmarks to garment landmarks, and ``grid_sample`` does the reading.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from gardiffmini.data.layout import KEYPOINT
+
+GARMENT_LANDMARKS = (
+    "neck", "right shoulder", "left shoulder", "right sleeve end", "left sleeve end",
+    "right hem", "left hem", "hem centre",
+)
+# Garment geometry (fractions of the garment) and body proportions (see person_landmarks).
+SHOULDER_BAND = 0.12
+SLEEVE_MIN = 0.15
+SLEEVE_MARGIN = 0.2
+SHOULDER_EASE = 0.25
+HIP_EASE = 0.8
+GARMENT_TORSO_RATIO = 1.25
+SLEEVE_RATIO = 1.25
+
+
+class ThinPlateSpline(NamedTuple):
+    """``f(p) = a_0 + a_x x + a_y y + sum_k w_k U(|p - c_k|)``, one per batch element.
+
+    ``control``: the points ``c_k`` (..., K, 2); ``weights``: ``w_k`` (..., K, 2);
+    ``affine``: the rows ``a_0, a_x, a_y`` (..., 3, 2).
+    """
+
+    control: torch.Tensor
+    weights: torch.Tensor
+    affine: torch.Tensor
+
+    def __call__(self, points: torch.Tensor) -> torch.Tensor:
+        """Evaluate ``f`` at ``points`` (..., N, 2) -> (..., N, 2)."""
+        points = points.to(self.control.dtype)
+        radial = tps_kernel(torch.cdist(points, self.control)) @ self.weights
+        return homogeneous(points) @ self.affine + radial
+
+
+def tps_kernel(distance: torch.Tensor) -> torch.Tensor:
+    """The TPS radial basis ``U(r) = r^2 log r^2``, with ``U(0) = 0``."""
+    r2 = distance.square()
+    return torch.where(r2 > 0, r2 * torch.log(r2.clamp_min(1e-30)), torch.zeros_like(r2))
+
+
+def homogeneous(points: torch.Tensor) -> torch.Tensor:
+    """``(x, y) -> (1, x, y)``: the affine part's basis, (..., N, 2) -> (..., N, 3)."""
+    return torch.cat([torch.ones_like(points[..., :1]), points], dim=-1)
+
+
+def tps_fit(
+    src: torch.Tensor, dst: torch.Tensor, regularization: float = 0.0
+) -> ThinPlateSpline:
+    """Fit the thin-plate spline ``f`` with ``f(src_k) = dst_k``.
+
+    With ``K_ij = U(|src_i - src_j|)`` and ``P = [1, x, y]`` of ``src``, the weights ``W``
+    and the affine part ``A`` solve the linear system (Bookstein 1989)::
+
+        [ K + lambda I   P ] [ W ]   [ dst ]
+        [ P^T            0 ] [ A ] = [  0  ]
+
+    The second row keeps ``f`` affine at infinity. ``lambda = 0`` interpolates exactly;
+    ``lambda > 0`` trades exactness for smoothness. ``src``, ``dst``: (..., K, 2), K >= 3
+    points not all on one line. Solved in float64 (pixel coordinates make ``U`` large).
+    """
+    if src.shape != dst.shape or src.shape[-1] != 2 or src.shape[-2] < 3:
+        raise ValueError(
+            f"tps_fit expects src and dst of one shape (..., K, 2) with K >= 3, "
+            f"got {tuple(src.shape)} and {tuple(dst.shape)}"
+        )
+    src, dst = src.double(), dst.double()
+    n = src.shape[-2]
+    kernel = tps_kernel(torch.cdist(src, src)) + regularization * torch.eye(n, dtype=src.dtype)
+    basis = homogeneous(src)
+    zeros = torch.zeros(*src.shape[:-2], 3, 3, dtype=src.dtype)
+    system = torch.cat(
+        [torch.cat([kernel, basis], dim=-1), torch.cat([basis.transpose(-1, -2), zeros], -1)],
+        dim=-2,
+    )
+    rhs = torch.cat([dst, torch.zeros(*dst.shape[:-2], 3, 2, dtype=dst.dtype)], dim=-2)
+    solution, info = torch.linalg.solve_ex(system, rhs)
+    if bool((info != 0).any()) or not bool(torch.isfinite(solution).all()):
+        raise ValueError("tps_fit: singular system; are the src points distinct and not collinear?")
+    return ThinPlateSpline(src, solution[..., :n, :], solution[..., n:, :])
+
+
+def pixel_grid(height: int, width: int) -> torch.Tensor:
+    """The centres ``(x, y)`` of all pixels, row by row: (height * width, 2)."""
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64),
+        torch.arange(width, dtype=torch.float64),
+        indexing="ij",
+    )
+    return torch.stack([xs, ys], dim=-1).reshape(-1, 2)
+
+
+def tps_grid(spline: ThinPlateSpline, height: int, width: int) -> torch.Tensor:
+    """The sampling grid of ``grid_sample``: ``f`` at every output pixel, normalised.
+
+    ``f(p)`` is in pixels of a source image of the same ``height x width``; ``grid_sample``
+    (``align_corners=False``) wants ``2 (x + 1/2) / width - 1`` and likewise for ``y``.
+    Returns (..., height, width, 2) float32.
+    """
+    source = spline(pixel_grid(height, width))
+    scale = torch.tensor([width, height], dtype=source.dtype)
+    grid = 2 * (source + 0.5) / scale - 1
+    return grid.reshape(*source.shape[:-2], height, width, 2).float()
+
+
+def _single_mask(cloth_mask: torch.Tensor) -> torch.Tensor:
+    mask = cloth_mask[0] if cloth_mask.dim() == 3 else cloth_mask
+    if mask.dim() != 2:
+        raise ValueError(f"cloth_mask must be (H, W) or (1, H, W), got {tuple(cloth_mask.shape)}")
+    if not bool((mask > 0.5).any()):
+        raise ValueError("cloth_mask is empty: expected the garment's pixels set to 1")
+    return mask > 0.5
+
+
+def _run_around(row: torch.Tensor, x: int) -> tuple[int, int]:
+    """First and last column of the run of ``True`` in ``row`` that contains column ``x``."""
+    left = right = x
+    while left > 0 and row[left - 1]:
+        left -= 1
+    while right < len(row) - 1 and row[right + 1]:
+        right += 1
+    return left, right
+
+
+def _sleeve_end(mask: torch.Tensor, shoulder: torch.Tensor, hem: torch.Tensor,
+                outward: float, min_length: float) -> torch.Tensor:
+    """The garment pixel farthest from ``shoulder`` on the outer side of the torso's side
+    line (``shoulder -> hem``): the sleeve's end; the shoulder itself if that is closer than
+    ``min_length`` (no sleeve)."""
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    pixels = torch.stack([xs, ys], dim=-1).float()
+    side, offset = hem - shoulder, pixels - shoulder
+    beyond = (side[0] * offset[:, 1] - side[1] * offset[:, 0]) * -outward / side.norm()
+    outside = (beyond > SLEEVE_MARGIN * min_length) & (offset[:, 1] >= 0)
+    if not bool(outside.any()):
+        return shoulder
+    distance = offset[outside].norm(dim=-1)
+    if distance.max() < min_length:
+        return shoulder
+    return pixels[outside][distance.argmax()]
+
+
+def garment_landmarks(cloth_mask: torch.Tensor) -> torch.Tensor:
+    """The garment's landmarks (:data:`GARMENT_LANDMARKS`) from its mask's rows and columns.
+
+    The shoulder line is the run of columns whose top edge stays within ``SHOULDER_BAND``
+    (a fraction of the garment's height) of the highest point: its two ends are the
+    shoulder corners, its middle the centre line, and the neck sits on the centre line at
+    the shoulders' height (where OpenPose puts ``Neck``). The hem is the bottom of the
+    centre line, its corners the ends of the mask's run there. A sleeve end is the pixel
+    farthest from its shoulder corner outside the torso's side (shoulder corner -> hem
+    corner); a garment without sleeves gets its shoulder corner again.
+    ``cloth_mask``: (H, W) or (1, H, W) -> (K, 2) ``(x, y)`` pixels; (B, 1, H, W) -> (B, K, 2).
+    """
+    if cloth_mask.dim() == 4:
+        return torch.stack([garment_landmarks(mask) for mask in cloth_mask])
+    mask = _single_mask(cloth_mask)
+    height = mask.shape[0]
+    rows = torch.arange(height)[:, None].expand_as(mask)
+    top = torch.where(mask, rows, height).min(dim=0).values  # first garment row per column
+    ys = torch.nonzero(mask)[:, 0]
+    band = torch.nonzero(top <= top.min() + SHOULDER_BAND * (ys.max() - ys.min() + 1))[:, 0]
+    right_x, left_x = int(band.min()), int(band.max())
+    centre = (right_x + left_x) // 2
+    right_shoulder = torch.tensor([right_x, top[right_x]], dtype=torch.float32)
+    left_shoulder = torch.tensor([left_x, top[left_x]], dtype=torch.float32)
+    hem_y = int(torch.nonzero(mask[:, centre])[-1, 0])
+    hem_left, hem_right = _run_around(mask[hem_y], centre)
+    right_hem = torch.tensor([hem_left, hem_y], dtype=torch.float32)
+    left_hem = torch.tensor([hem_right, hem_y], dtype=torch.float32)
+    min_sleeve = SLEEVE_MIN * (left_x - right_x)
+    return torch.stack([
+        torch.tensor([centre, (right_shoulder[1] + left_shoulder[1]) / 2]),
+        right_shoulder,
+        left_shoulder,
+        _sleeve_end(mask, right_shoulder, right_hem, -1.0, min_sleeve),
+        _sleeve_end(mask, left_shoulder, left_hem, 1.0, min_sleeve),
+        right_hem,
+        left_hem,
+        torch.tensor([centre, hem_y], dtype=torch.float32),
+    ])
+
+
+def _along(polyline: list[torch.Tensor], length: torch.Tensor) -> torch.Tensor:
+    """The point ``length`` pixels along ``polyline``, continuing past its last point."""
+    for start, end in zip(polyline[:-1], polyline[1:], strict=True):
+        segment = (end - start).norm()
+        if length <= segment or end is polyline[-1]:
+            return start + (end - start) / segment.clamp_min(1e-6) * length
+        length = length - segment
+    return polyline[-1]
+
+
+def _arm(keypoints: torch.Tensor, side: str, down: torch.Tensor) -> list[torch.Tensor]:
+    """Shoulder, elbow, wrist of one side, skipping undetected joints; hangs down if none."""
+    joints = [f"{side}Shoulder", f"{side}Elbow", f"{side}Wrist"]
+    arm = [keypoints[KEYPOINT[j], :2].float() for j in joints if keypoints[KEYPOINT[j], 2] > 0]
+    return arm if len(arm) > 1 else [arm[0], arm[0] + down]
+
+
+def person_landmarks(keypoints: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:
+    """The garment's landmarks placed on the person, from BODY_25 ``keypoints`` (25, 3).
+
+    With ``S`` the garment's shoulder width (from ``garment``, the output of
+    :func:`garment_landmarks`) and body proportions that hold for real clothes too:
+
+    - neck -> ``Neck``; shoulder corners -> ``RShoulder``/``LShoulder`` moved outward from
+      ``Neck`` by ``SHOULDER_EASE`` (a seam sits outside the joint);
+    - hem centre -> down the torso axis ``Neck -> MidHip`` at ``t = (hem depth) /
+      (GARMENT_TORSO_RATIO * S)`` torso lengths (``t = 1``: the hips);
+    - hem corners -> across that axis by the body's half-width at ``t``, interpolated
+      between the eased shoulders (``t = 0``) and the hips widened by ``HIP_EASE`` (``t = 1``);
+    - sleeve ends -> along the arm (shoulder -> elbow -> wrist) by the fraction
+      ``sleeve length / (SLEEVE_RATIO * S)`` of its length.
+
+    (B, 25, 3) keypoints and (B, K, 2) garment landmarks give (B, K, 2).
+    """
+    if keypoints.dim() == 3:
+        pairs = zip(keypoints, garment, strict=True)
+        return torch.stack([person_landmarks(k, g) for k, g in pairs])
+    if keypoints.shape != (25, 3) or garment.shape != (len(GARMENT_LANDMARKS), 2):
+        raise ValueError(
+            f"expected keypoints (25, 3) and garment landmarks ({len(GARMENT_LANDMARKS)}, 2), "
+            f"got {tuple(keypoints.shape)} and {tuple(garment.shape)}"
+        )
+    needed = ("Neck", "RShoulder", "LShoulder", "MidHip", "RHip", "LHip")
+    missing = [name for name in needed if keypoints[KEYPOINT[name], 2] <= 0]
+    if missing:
+        raise ValueError(f"keypoints {missing} are undetected (confidence 0): expected {needed}")
+    point = {name: keypoints[KEYPOINT[name], :2].float() for name in needed}
+    g_neck, g_rshoulder, g_lshoulder, g_rsleeve, g_lsleeve, _, _, g_hem = garment.float()
+    shoulder_width = (g_lshoulder - g_rshoulder).norm()
+    neck = point["Neck"]
+    right_shoulder = neck + (point["RShoulder"] - neck) * (1 + SHOULDER_EASE)
+    left_shoulder = neck + (point["LShoulder"] - neck) * (1 + SHOULDER_EASE)
+    torso = point["MidHip"] - neck
+    down = torso / torso.norm().clamp_min(1e-6)
+    across = torch.stack([down[1], -down[0]])  # image left -> right when upright
+    t = (g_hem[1] - g_neck[1]) / (GARMENT_TORSO_RATIO * shoulder_width)
+    shoulder_half = (left_shoulder - right_shoulder).norm() / 2
+    hip_half = (point["LHip"] - point["RHip"]).norm() / 2 * (1 + HIP_EASE)
+    hem_half = shoulder_half + t * (hip_half - shoulder_half)
+    hem = neck + t * torso
+
+    def sleeve_end(arm: list[torch.Tensor], g_sleeve: torch.Tensor, g_shoulder: torch.Tensor):
+        arm_length = sum((b - a).norm() for a, b in zip(arm[:-1], arm[1:], strict=True))
+        fraction = (g_sleeve - g_shoulder).norm() / (SLEEVE_RATIO * shoulder_width)
+        return _along(arm, fraction * arm_length)
+
+    return torch.stack([
+        neck,
+        right_shoulder,
+        left_shoulder,
+        sleeve_end(_arm(keypoints, "R", down), g_rsleeve, g_rshoulder),
+        sleeve_end(_arm(keypoints, "L", down), g_lsleeve, g_lshoulder),
+        hem - across * hem_half,
+        hem + across * hem_half,
+        hem,
+    ])
+
+
+def _distinct(person: torch.Tensor, garment: torch.Tensor, min_distance: float = 1.0):
+    """Drop landmark pairs whose person point repeats an earlier one (a sleeveless garment's
+    sleeve end sits on its shoulder corner): TPS needs distinct control points."""
+    keep = [0]
+    for k in range(1, len(person)):
+        if bool(((person[keep] - person[k]).norm(dim=-1) >= min_distance).all()):
+            keep.append(k)
+    return person[keep], garment[keep]
+
+
+def warp_garment(
+    cloth: torch.Tensor,
+    cloth_mask: torch.Tensor,
+    keypoints: torch.Tensor,
+    regularization: float = 0.0,
+    background: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp the in-shop garment onto the person: ``I_w, m_w``.
+
+    For each garment, fit the TPS ``f`` from its landmarks on the person
+    (:func:`person_landmarks`) to its landmarks on the garment (:func:`garment_landmarks`),
+    then read ``I_w(p) = I_c(f(p))`` and ``m_w(p) = [m_c(f(p)) > 0.5]`` with
+    ``grid_sample``; outside ``m_w`` the warped garment is ``background`` (white).
+    ``cloth``: (3, H, W) or (B, 3, H, W); ``cloth_mask``: (1, H, W) or (B, 1, H, W);
+    ``keypoints``: BODY_25 (25, 3) or (B, 25, 3) in pixels of the same ``H x W``.
+    """
+    single = cloth.dim() == 3
+    if single:
+        cloth, cloth_mask, keypoints = cloth[None], cloth_mask[None], keypoints[None]
+    if cloth.dim() != 4 or cloth_mask.shape != (cloth.shape[0], 1, *cloth.shape[2:]):
+        raise ValueError(
+            f"expected cloth (B, 3, H, W) and cloth_mask (B, 1, H, W) of one size, "
+            f"got {tuple(cloth.shape)} and {tuple(cloth_mask.shape)}"
+        )
+    if keypoints.shape != (cloth.shape[0], 25, 3):
+        raise ValueError(f"expected keypoints (B, 25, 3), got {tuple(keypoints.shape)}")
+    height, width = cloth.shape[-2:]
+    grids = []
+    for mask, points in zip(cloth_mask, keypoints, strict=True):
+        garment = garment_landmarks(mask)
+        person, garment = _distinct(person_landmarks(points, garment), garment)
+        grids.append(tps_grid(tps_fit(person, garment, regularization), height, width))
+    grid = torch.stack(grids).to(cloth.dtype)
+    warped_mask = F.grid_sample(cloth_mask, grid, align_corners=False) > 0.5
+    warped_mask = warped_mask.to(cloth.dtype)
+    warped = F.grid_sample(cloth, grid, align_corners=False)
+    warped = warped * warped_mask + background * (1 - warped_mask)
+    return (warped[0], warped_mask[0]) if single else (warped, warped_mask)

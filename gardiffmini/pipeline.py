@@ -1,0 +1,196 @@
+"""GarDiffPipeline: try-on by DDIM sampling with classifier-free guidance, a diffusers pipeline.
+
+Given the garment-agnostic person ``I_a``, the warped garment ``I_w`` with its mask ``m_w`` and
+the in-shop garment ``I_c``, the pipeline
+
+1. encodes ``E(I_w)`` and ``E(I_a)`` with the VAE and ``I_c`` with the CLIP image encoder;
+2. turns them into garment tokens with the adapter (``[f_clip, f_vae]``, or ``f_clip`` for Base);
+3. runs DDIM from noise, the UNet seeing ``[x_t, E(I_w), E(I_a)]`` and the tokens, ``m_w``
+   masking the garment attention; classifier-free guidance against the adapter's tokens of a
+   zero CLIP embedding and a zero latent (training drops the garment conditions with p = 0.05);
+4. decodes the latent into an image in [0, 1].
+
+The garment processors' weights live in the UNet's state dict;
+:meth:`GarDiffPipeline.from_pretrained` installs the processors from the adapter's config
+before loading them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
+from diffusers.utils.torch_utils import randn_tensor
+from safetensors.torch import load_file
+from transformers import CLIPVisionModelWithProjection
+
+from gardiffmini.models.adapter import GarmentAdapter
+from gardiffmini.models.attention import garment_processors
+from gardiffmini.models.encoders import clip_image_embeds
+
+
+def encode_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    """``E(I)``: the VAE posterior mean of ``images`` in [-1, 1], times the scaling factor."""
+    return vae.encode(images).latent_dist.mean * vae.config.scaling_factor
+
+
+def tryon_unet_input(
+    noisy_latents: torch.Tensor, warped_latents: torch.Tensor, agnostic_latents: torch.Tensor
+) -> torch.Tensor:
+    """The UNet's 12-channel input ``[x_t, E(I_w), E(I_a)]`` (GARDIFF.md, "UNet input")."""
+    return torch.cat([noisy_latents, warped_latents, agnostic_latents], dim=1)
+
+
+def _check_images(name: str, images: torch.Tensor, channels: int, batch: int | None = None,
+                  size: tuple[int, int] | None = None) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != channels:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a tensor of shape (B, {channels}, H, W), got {shape}")
+    if batch is not None and images.shape[0] != batch:
+        raise ValueError(f"{name} has batch {images.shape[0]}, expected {batch} like agnostic")
+    if size is not None and tuple(images.shape[-2:]) != size:
+        raise ValueError(f"{name} has size {tuple(images.shape[-2:])}, "
+                         f"expected {size} like agnostic")
+
+
+class GarDiffPipeline(DiffusionPipeline):
+    """Virtual try-on with GarDiff.
+
+    Components: ``unet``, ``vae``, ``image_encoder``, ``adapter``, ``scheduler`` (DDIM).
+    """
+
+    model_cpu_offload_seq = "image_encoder->adapter->unet->vae"
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        vae: AutoencoderKL,
+        image_encoder: CLIPVisionModelWithProjection,
+        adapter: GarmentAdapter,
+        scheduler: DDIMScheduler,
+    ) -> None:
+        super().__init__()
+        installed = garment_processors(unet)
+        if adapter.config.use_vae_tokens != bool(installed):
+            raise ValueError(
+                f"adapter.use_vae_tokens={adapter.config.use_vae_tokens} but the UNet has "
+                f"{len(installed)} garment processors; call adapter.install(unet) for the "
+                "garment-focused adapter, or use a UNet without it for Base"
+            )
+        settings = adapter.attention_settings
+        for name, processor in installed.items():
+            found = {key: getattr(processor, key) for key in settings}
+            if found != settings:
+                raise ValueError(f"{name} was installed with {found}, the adapter's config says "
+                                 f"{settings}")
+        self.register_modules(unet=unet, vae=vae, image_encoder=image_encoder, adapter=adapter,
+                              scheduler=scheduler)
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
+                        **kwargs) -> GarDiffPipeline:
+        """Load a saved pipeline; the garment processors and their weights come back too."""
+        if "unet" not in kwargs:
+            folder = str(pretrained_model_name_or_path)
+            if not os.path.isdir(folder):
+                folder = cls.download(folder, **{k: v for k, v in kwargs.items()
+                                                 if k in ("cache_dir", "revision", "token")})
+            adapter = kwargs.get("adapter") or GarmentAdapter.from_pretrained(folder,
+                                                                                subfolder="adapter")
+            unet = UNet2DConditionModel.from_config(
+                UNet2DConditionModel.load_config(folder, subfolder="unet"))
+            adapter.install(unet)
+            unet.load_state_dict(load_file(os.path.join(folder, "unet", SAFETENSORS_WEIGHTS_NAME)))
+            if kwargs.get("torch_dtype") is not None:
+                unet.to(kwargs["torch_dtype"])
+            kwargs.update(unet=unet, adapter=adapter)
+            pretrained_model_name_or_path = folder
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        agnostic: torch.Tensor,
+        warped_cloth: torch.Tensor,
+        warped_mask: torch.Tensor,
+        cloth: torch.Tensor,
+        agnostic_mask: torch.Tensor | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pt",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        """Dress the person of ``agnostic`` in ``cloth``.
+
+        Images are (B, 3, H, W) in [-1, 1], masks (B, 1, H, W) in [0, 1]. With ``agnostic_mask``
+        the result keeps the agnostic image's pixels outside that mask (paste-back). Returns
+        images in [0, 1]: a tensor (``output_type="pt"``) or PIL images (``"pil"``).
+        """
+        _check_images("agnostic", agnostic, 3)
+        batch, size = agnostic.shape[0], tuple(agnostic.shape[-2:])
+        _check_images("warped_cloth", warped_cloth, 3, batch, size)
+        _check_images("warped_mask", warped_mask, 1, batch, size)
+        _check_images("cloth", cloth, 3, batch)
+        if agnostic_mask is not None:
+            _check_images("agnostic_mask", agnostic_mask, 1, batch, size)
+        if any(s % self.vae_scale_factor for s in size):
+            raise ValueError(f"agnostic: image size {size} must be a multiple of the VAE's "
+                             f"factor {self.vae_scale_factor}")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if output_type not in ("pt", "pil", "np"):
+            raise ValueError(f"output_type must be 'pt', 'pil' or 'np', got {output_type!r}")
+
+        device, dtype = self._execution_device, self.unet.dtype
+        vae_dtype = self.vae.dtype
+        warped_latents = encode_latents(self.vae, warped_cloth.to(device, vae_dtype)).to(dtype)
+        agnostic_latents = encode_latents(self.vae, agnostic.to(device, vae_dtype)).to(dtype)
+        clip_embeds = clip_image_embeds(self.image_encoder, cloth.to(device))
+        clip_embeds = clip_embeds.to(device, self.adapter.dtype)
+        warped_for_adapter = warped_latents.to(self.adapter.dtype)
+        tokens = self.adapter(clip_embeds, warped_for_adapter)
+        mask = warped_mask.to(device, dtype)
+        guided = guidance_scale > 1.0
+        if guided:
+            unconditional = self.adapter(torch.zeros_like(clip_embeds),
+                                         torch.zeros_like(warped_for_adapter))
+            tokens = torch.cat([unconditional, tokens])
+            mask = torch.cat([mask, mask])
+        tokens = tokens.to(dtype)
+        if guided:
+            warped_latents = torch.cat([warped_latents, warped_latents])
+            agnostic_latents = torch.cat([agnostic_latents, agnostic_latents])
+        attention_kwargs = {"garment_mask": mask} if self.adapter.config.use_vae_tokens else None
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = randn_tensor((batch, *agnostic_latents.shape[1:]), generator=generator,
+                               device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_input = torch.cat([latents, latents]) if guided else latents
+            model_input = self.scheduler.scale_model_input(model_input, t)
+            noise = self.unet(tryon_unet_input(model_input, warped_latents, agnostic_latents), t,
+                              encoder_hidden_states=tokens,
+                              cross_attention_kwargs=attention_kwargs).sample
+            if guided:
+                noise_unconditional, noise_conditional = noise.chunk(2)
+                noise = noise_unconditional + guidance_scale * (noise_conditional
+                                                                - noise_unconditional)
+            latents = self.scheduler.step(noise, t, latents, generator=generator).prev_sample
+
+        images = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        if agnostic_mask is not None:
+            keep = agnostic_mask.to(images)
+            images = keep * images + (1 - keep) * agnostic.to(images)
+        images = self.image_processor.postprocess(images.float(), output_type=output_type)
+        self.maybe_free_model_hooks()
+        return ImagePipelineOutput(images=images) if return_dict else (images,)

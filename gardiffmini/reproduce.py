@@ -1,0 +1,241 @@
+"""Evaluation of the try-on variants and the reproduction of GarDiff's ablation (chapter 7).
+
+Each variant is trained (or its finished run reused) per seed, then asked to dress the
+first ``profile.n_eval`` test persons, paired (their own garment: compared pixel by pixel
+with the photo) and unpaired (another garment: compared as a distribution with the test
+photos). Outputs are pasted back outside the agnostic mask, as the try-on region is all the
+model is asked to paint. Every number is stored with the toolchain that measured it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gardiffmini import metrics
+from gardiffmini.data import layout
+from gardiffmini.data.garments import CATEGORIES, COLOR_NAMES, PATTERNS
+from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.data.vitonhd import VitonHD
+from gardiffmini.features import ToyVitonFeatureNet, train_feature_net
+from gardiffmini.paths import data_root as default_data_root
+from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.runs import Run
+from gardiffmini.train import VARIANTS, get_variant, train_variant
+
+PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-side table
+    "base": {"SSIM": 0.809, "LPIPS": 0.117, "FID_p": 10.03, "KID_p": 0.190, "FID_u": 10.96,
+             "KID_u": 0.473},
+    "base+al": {"SSIM": 0.829, "LPIPS": 0.090, "FID_p": 8.72, "KID_p": 0.103, "FID_u": 10.22,
+                "KID_u": 0.300},
+    "base+gfa": {"SSIM": 0.898, "LPIPS": 0.052, "FID_p": 6.61, "KID_p": 0.047, "FID_u": 8.21,
+                 "KID_u": 0.069},
+    "base+gfa+al": {"SSIM": 0.912, "LPIPS": 0.036, "FID_p": 6.02, "KID_p": 0.019, "FID_u": 7.89,
+                    "KID_u": 0.027},
+}
+ATTRIBUTES = {"pattern": PATTERNS, "category": CATEGORIES, "colour": COLOR_NAMES}
+
+
+def attribute_labels(root: Path | str, split: str, cloth_names: list[str]) -> dict:
+    """Class indices of the pattern, category and first colour of each named garment."""
+    path = Path(root) / split / layout.ATTRIBUTES_FILE
+    table = json.loads(path.read_text())
+    rows = [table[layout.CLOTH_FILES["cloth"].format(stem=layout.stem(n))] for n in cloth_names]
+    return {
+        name: torch.tensor([values.index(row[key]) for row in rows])
+        for name, (key, values) in {
+            "pattern": ("pattern", PATTERNS), "category": ("category", CATEGORIES),
+        }.items()
+    } | {"colour": torch.tensor([COLOR_NAMES.index(row["colors"][0]) for row in rows])}
+
+
+def _stack(dataset: VitonHD, n: int, keys: tuple[str, ...]) -> dict:
+    """The first ``n`` items of ``dataset``: tensors stacked, names as lists."""
+    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    stacked = {key: torch.stack([item[key] for item in items]) for key in keys}
+    return stacked | {"cloth_name": [item["cloth_name"] for item in items]}
+
+
+def feature_net(profile: Profile, root: Path, seed: int = 0) -> ToyVitonFeatureNet:
+    """The network behind FID_toy / KID_toy, trained once on the training persons (a run)."""
+    classes = {name: len(values) for name, values in ATTRIBUTES.items()}
+    steps = max(50, profile.probe_steps)
+    run = Run.open("featurenet", profile.name, seed,
+                   {"steps": steps, "classes": classes, "root": str(Path(root).resolve())})
+    if run.finished:
+        net = ToyVitonFeatureNet(classes)
+        run.load({"net": net})
+        return net.eval()
+    persons = VitonHD(root, split="train", size=profile.image_size)
+    images = _stack(persons, len(persons), ("person",))["person"].add(1).div(2)
+    labels = attribute_labels(root, "train", [pair.cloth for pair in persons.pairs])
+    net = train_feature_net(images, labels, steps=steps,
+                            batch_size=profile.batch_size, seed=seed, attribute_classes=classes)
+    run.save(steps, {"net": net})
+    run.finish(steps)
+    return net
+
+
+@torch.no_grad()
+def try_on(pipeline, batch: dict[str, torch.Tensor], profile: Profile, seed: int,
+           batch_size: int = 16) -> torch.Tensor:
+    """Images in [0, 1] for every row of ``batch``, pasted back outside the agnostic mask."""
+    out = []
+    for start in range(0, len(batch["agnostic"]), batch_size):
+        part = {k: batch[k][start:start + batch_size] for k in EVAL_KEYS}
+        generator = torch.Generator().manual_seed(seed * 100_003 + start)
+        out.append(pipeline(
+            agnostic=part["agnostic"], warped_cloth=part["warped_cloth"],
+            warped_mask=part["warped_mask"], cloth=part["cloth"],
+            agnostic_mask=part["agnostic_mask"], num_inference_steps=profile.sample_steps,
+            guidance_scale=profile.guidance_scale, generator=generator,
+        ).images.cpu())
+    return torch.cat(out).clamp(0, 1)
+
+
+EVAL_KEYS = ("person", "agnostic", "agnostic_mask", "warped_cloth", "warped_mask", "cloth")
+
+
+def evaluation_sets(root: Path, profile: Profile) -> dict[str, dict[str, torch.Tensor]]:
+    """The first ``profile.n_eval`` test pairs, paired and unpaired, as tensors."""
+    return {
+        pairing: _stack(VitonHD(root, split="test", pairing=pairing, size=profile.image_size),
+                        profile.n_eval, EVAL_KEYS)
+        for pairing in ("paired", "unpaired")
+    }
+
+
+def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
+                      net: ToyVitonFeatureNet | None = None, sets: dict | None = None) -> dict:
+    """All metrics of one trained pipeline on the test split, paired and unpaired."""
+    sets = sets or evaluation_sets(root, profile)
+    net = net or feature_net(profile, root)
+    paired, unpaired = sets["paired"], sets["unpaired"]
+    real = paired["person"].add(1).div(2)
+    generated = {name: try_on(pipeline, s, profile, seed) for name, s in sets.items()}
+    labels = attribute_labels(root, "test", paired["cloth_name"])
+    unpaired_garments = attribute_labels(root, "test", unpaired["cloth_name"])
+    mask = paired["warped_mask"]
+    result = {
+        "SSIM": metrics.ssim(generated["paired"], real).mean().item(),
+        "garment_detail_error": metrics.garment_detail_error(
+            generated["paired"], real, mask).mean().item(),
+        "hf_energy_ratio": metrics.high_frequency_energy_ratio(
+            generated["paired"], real, mask).mean().item(),
+        "attribute_accuracy_p": metrics.attribute_accuracy(net, generated["paired"], labels)["mean"],
+        "attribute_accuracy_u": metrics.attribute_accuracy(
+            net, generated["unpaired"], unpaired_garments)["mean"],
+    }
+    if metrics.lpips_status() is None:
+        result["LPIPS"] = metrics.lpips(generated["paired"], real).mean().item()
+    for name, images in generated.items():
+        toy = metrics.toy_distribution_metrics(net, images, real, seed=seed)
+        suffix = "p" if name == "paired" else "u"
+        result[f"FID_toy_{suffix}"], result[f"KID_toy_{suffix}"] = toy["FID_toy"], toy["KID_toy"]
+    return {"metrics": result, "images": generated}
+
+
+def evaluate_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
+                     data_root: Path | str | None = None) -> dict:
+    """Train (or reuse) one variant at one seed and return its metrics."""
+    profile = get_profile(profile)
+    root = Path(data_root) if data_root else ensure_toyviton(profile)
+    pipeline = train_variant(variant, profile, seed=seed, data_root=root)
+    return evaluate_pipeline(pipeline, profile, root, seed=seed)["metrics"]
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(profile: Profile, seeds: list[int], wall_time_s: float) -> dict:
+    """Where and how a set of numbers was made."""
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (
+        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    return {"device": device, "commit": _git_commit(), "profile": profile.name, "seeds": seeds,
+            "wall_time_s": round(wall_time_s, 1), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "toolchain": metrics.TOOLCHAIN}
+
+
+def summarize(per_seed: dict[str, list[dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and standard deviation over seeds of every metric of every variant."""
+    return {
+        variant: {
+            key: {"mean": float(np.mean([r[key] for r in runs])),
+                  "std": float(np.std([r[key] for r in runs]))}
+            for key in runs[0]
+        }
+        for variant, runs in per_seed.items()
+    }
+
+
+TABLE_COLUMNS = (
+    ("SSIM", "SSIM ↑"), ("garment_detail_error", "detail err ↓"),
+    ("hf_energy_ratio", "HF kept ↑"), ("FID_toy_p", "FID_toy p ↓"), ("KID_toy_p", "KID_toy p ↓"),
+    ("FID_toy_u", "FID_toy u ↓"), ("KID_toy_u", "KID_toy u ↓"),
+    ("attribute_accuracy_u", "attr acc u ↑"),
+)
+
+
+def ablation_table(summary: dict) -> str:
+    """The ablation as a markdown table, ``mean ± std`` over seeds."""
+    head = "| variant | " + " | ".join(title for _, title in TABLE_COLUMNS) + " |"
+    rule = "|---" * (len(TABLE_COLUMNS) + 1) + "|"
+    rows = [
+        f"| {VARIANTS[v].name} | " + " | ".join(
+            f"{summary[v][key]['mean']:.3f} ± {summary[v][key]['std']:.3f}"
+            for key, _ in TABLE_COLUMNS) + " |"
+        for v in summary
+    ]
+    return "\n".join([head, rule, *rows])
+
+
+def paper_table() -> str:
+    """The paper's ablation (VITON-HD, KID x100) as a markdown table."""
+    keys = ("SSIM", "LPIPS", "FID_p", "KID_p", "FID_u", "KID_u")
+    rows = [f"| {VARIANTS[v].name} | " + " | ".join(f"{PAPER_ABLATION[v][k]:g}" for k in keys)
+            + " |" for v in PAPER_ABLATION]
+    return "\n".join(["| variant | " + " | ".join(keys) + " |", "|---" * 7 + "|", *rows])
+
+
+def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | None = None,
+              data_root: Path | str | None = None, variants: tuple[str, ...] = tuple(VARIANTS),
+              ) -> Path:
+    """Train and evaluate every variant for ``seeds`` seeds; write table, figure and JSON."""
+    from gardiffmini.viz import qualitative_grid
+
+    start = time.perf_counter()
+    profile = get_profile(profile)
+    root = Path(data_root) if data_root else ensure_toyviton(profile)
+    out = Path(out) if out else default_data_root() / f"reproduce-{profile.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    sets, net = evaluation_sets(root, profile), feature_net(profile, root)
+    per_seed: dict[str, list[dict]] = {}
+    samples: dict[str, torch.Tensor] = {}
+    for variant in variants:
+        for seed in range(seeds):
+            pipeline = train_variant(get_variant(variant), profile, seed=seed, data_root=root)
+            result = evaluate_pipeline(pipeline, profile, root, seed=seed, net=net, sets=sets)
+            per_seed.setdefault(variant, []).append(result["metrics"])
+            if seed == 0:
+                samples[variant] = result["images"]["unpaired"]
+    summary = summarize(per_seed)
+    table = ablation_table(summary)
+    (out / "ablation.md").write_text(table + "\n")
+    figure = qualitative_grid(sets["unpaired"], samples, {v: VARIANTS[v].name for v in samples})
+    figure.savefig(out / "qualitative.png", dpi=150, bbox_inches="tight")
+    record = {"summary": summary, "per_seed": per_seed,
+              "provenance": provenance(profile, list(range(seeds)), time.perf_counter() - start)}
+    (out / "ablation.json").write_text(json.dumps(record, indent=2))
+    return out

@@ -1,0 +1,233 @@
+"""One training loop for every variant of the ablation: Base, Base+AL, Base+GFA, Base+GFA+AL.
+
+- **Base**: the 12-channel inpainting UNet ``[x_t, E(I_w), E(I_a)]`` whose cross-attention
+  sees only the CLIP tokens of the in-shop garment.
+- **+GFA**: the garment-focused adapter: VAE tokens of the warped garment through their
+  own key/value projections (decoupled cross-attention), with masked attention.
+- **+AL**: the appearance loss on the DDIM estimate of x0 (chapter 6), weighted by lambda.
+
+The garment encoders (chapter 2) are frozen, so every latent and CLIP embedding of the
+training set is computed once and cached. The loop is :func:`gardiffmini.runs.fit`:
+checkpoints, resume, reuse of finished runs, progress, and a stop on a non-finite loss.
+``accelerate`` handles devices, mixed precision and ``accelerate launch`` on several GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from diffusers import DDIMScheduler, DDPMScheduler
+from tqdm.auto import tqdm
+
+from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.data.vitonhd import VitonHD
+from gardiffmini.losses import ddim_x0_estimate, gardiff_loss, noise_mse
+from gardiffmini.features import default_features
+from gardiffmini.models.adapter import GarmentAdapter, install_garment_adapter
+from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
+from gardiffmini.models.unet import make_unet
+from gardiffmini.pipeline import GarDiffPipeline
+from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.runs import Run, fit, step_generator, warmup_schedule
+
+CONDITION_DROP = 0.05  # the paper drops the garment conditions with p = 0.05 (for CFG)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A row of the ablation table."""
+
+    name: str
+    garment_adapter: bool
+    appearance_loss: bool
+    mask_branches: tuple[str, ...] = ("vae",)
+    appearance_weight: float = 1e-3
+
+
+VARIANTS: dict[str, Variant] = {
+    "base": Variant("Base", garment_adapter=False, appearance_loss=False),
+    "base+al": Variant("Base + AL", garment_adapter=False, appearance_loss=True),
+    "base+gfa": Variant("Base + GFA", garment_adapter=True, appearance_loss=False),
+    "base+gfa+al": Variant("Base + GFA + AL", garment_adapter=True, appearance_loss=True),
+}
+
+
+def get_variant(name: str | Variant) -> Variant:
+    """The variant called ``name`` (``base``, ``base+al``, ``base+gfa``, ``base+gfa+al``)."""
+    if isinstance(name, Variant):
+        return name
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; expected one of {sorted(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def noise_scheduler() -> DDPMScheduler:
+    """The training noise schedule: Stable Diffusion's (1000 steps, scaled linear betas)."""
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+        beta_schedule="scaled_linear", clip_sample=False,
+    )
+
+
+@torch.no_grad()
+def encode_split(
+    dataset: VitonHD, vae, image_encoder, batch_size: int = 32, desc: str = "encoding"
+) -> dict[str, torch.Tensor]:
+    """Everything a frozen-encoder training step needs, for every pair of ``dataset``.
+
+    Returns latents ``x0 = E(I)``, ``warped = E(I_w)``, ``agnostic = E(I_a)`` (scaled by
+    the VAE's scaling factor), the CLIP embedding of the in-shop garment, the warped
+    garment mask ``m_w`` and the person image (uint8, for the appearance loss).
+    """
+    scale = vae.config.scaling_factor
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch in tqdm(loader, desc=desc):
+        encoded = {
+            "x0": vae.encode(batch["person"]).latent_dist.mean * scale,
+            "warped": vae.encode(batch["warped_cloth"]).latent_dist.mean * scale,
+            "agnostic": vae.encode(batch["agnostic"]).latent_dist.mean * scale,
+            "clip": clip_image_embeds(image_encoder, batch["cloth"]),
+            "warped_mask": batch["warped_mask"],
+            "person": ((batch["person"] + 1) * 127.5).round().to(torch.uint8),
+        }
+        for key, value in encoded.items():
+            parts.setdefault(key, []).append(value.cpu())
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def build_model(profile: Profile, variant: Variant) -> tuple[torch.nn.Module, GarmentAdapter]:
+    """A fresh try-on UNet and garment adapter for ``variant`` at ``profile``."""
+    unet = make_unet(profile)
+    adapter = GarmentAdapter(
+        clip_embed_dim=profile.clip_embed_dim, latent_channels=profile.latent_channels,
+        cross_attention_dim=profile.cross_attention_dim, n_clip_tokens=profile.clip_tokens,
+        use_vae_tokens=variant.garment_adapter,
+    )
+    if variant.garment_adapter:
+        install_garment_adapter(unet, profile.clip_tokens, mask_branches=variant.mask_branches)
+    return unet, adapter
+
+
+def run_config(profile: Profile, variant: Variant, steps: int, encoders_folder: str) -> dict:
+    """What identifies a try-on run: variant, schedule, optimiser and the encoders used."""
+    return {
+        "variant": asdict(variant), "steps": steps, "lr": profile.learning_rate,
+        "warmup": profile.warmup_steps, "batch_size": profile.batch_size,
+        "condition_drop": CONDITION_DROP, "encoders": encoders_folder,
+        "profile_settings": profile.to_dict(),
+    }
+
+
+def diffusion_step_loss(
+    unet, adapter, cache: dict[str, torch.Tensor], index: torch.Tensor,
+    generator: torch.Generator, scheduler: DDPMScheduler, variant: Variant, vae=None,
+    features=None,
+) -> dict[str, torch.Tensor]:
+    """The loss of one training step on the cached pairs ``index``.
+
+    Noise-prediction MSE (the epsilon objective), plus, for ``+AL`` variants,
+    ``lambda * (L_spatial + L_high_freq)`` on the decoded DDIM estimate of x0.
+    """
+    device = next(unet.parameters()).device
+    batch = {key: value[index].to(device) for key, value in cache.items()}
+    x0 = batch["x0"]
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(index),),
+                              generator=generator).to(device)
+    keep = (torch.rand(len(index), generator=generator) >= CONDITION_DROP).float().to(device)
+    x_t = scheduler.add_noise(x0, noise, timesteps)
+    tokens = adapter(batch["clip"] * keep[:, None], batch["warped"] * keep[:, None, None, None])
+    unet_input = torch.cat([x_t, batch["warped"], batch["agnostic"]], dim=1)
+    kwargs = {"garment_mask": batch["warped_mask"]} if variant.garment_adapter else None
+    eps = unet(unet_input, timesteps, encoder_hidden_states=tokens,
+               cross_attention_kwargs=kwargs).sample
+    if not variant.appearance_loss:
+        return {"loss": noise_mse(eps, noise)}
+    target = batch["person"].float() / 127.5 - 1
+    losses = gardiff_loss(
+        eps, noise, x_t, timesteps, scheduler.alphas_cumprod.to(device), target,
+        batch["warped_mask"], decoder=lambda z: vae.decode(z).sample, features=features,
+        lam=variant.appearance_weight, scaling_factor=vae.config.scaling_factor,
+    )
+    return {"loss": losses["total"], "mse": losses["mse"], "spatial": losses["spatial"],
+            "high_freq": losses["high_freq"]}
+
+
+def train_variant(
+    variant: str | Variant, profile: str | Profile = "cpu", seed: int = 0,
+    data_root: Path | str | None = None, steps: int | None = None,
+    mixed_precision: str = "no", progress: bool = True,
+) -> GarDiffPipeline:
+    """Train ``variant`` at ``profile`` (or reuse the finished run) and return its pipeline."""
+    profile, variant = get_profile(profile), get_variant(variant)
+    steps = profile.diffusion_steps if steps is None else steps
+    root = Path(data_root) if data_root else ensure_toyviton(profile)
+    vae, image_encoder, encoders_run = load_or_train_encoders(profile, seed=0, data_root=root)
+    unet, adapter = build_model(profile, variant)
+    slug = variant.name.lower().replace(" ", "")
+    run = Run.open(f"tryon-{slug}", profile.name, seed,
+                   run_config(profile, variant, steps, encoders_run))
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+    if not run.finished:
+        cache = cached_training_set(root, profile, vae, image_encoder, encoders_run)
+        scheduler = noise_scheduler()
+        params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
+                                      weight_decay=0.01)
+        lr_schedule = warmup_schedule(optimizer, profile.warmup_steps)
+        vae.to(accelerator.device).requires_grad_(False)
+        unet, adapter, optimizer = accelerator.prepare(unet, adapter, optimizer)
+        features = default_features().to(accelerator.device) if variant.appearance_loss else None
+        process_seed = seed + 10_007 * accelerator.process_index
+
+        def loss_fn(step: int) -> dict[str, torch.Tensor]:
+            generator = step_generator(process_seed, step)
+            index = torch.randint(0, len(cache["x0"]), (profile.batch_size,), generator=generator)
+            with accelerator.autocast():
+                return diffusion_step_loss(unet, adapter, cache, index, generator, scheduler,
+                                           variant, vae=vae, features=features)
+
+        fit(run, {"unet": unet, "adapter": adapter}, optimizer, loss_fn, steps, lr_schedule,
+            accelerator=accelerator, desc=f"{variant.name} ({profile.name})", progress=progress)
+        unet, adapter = accelerator.unwrap_model(unet), accelerator.unwrap_model(adapter)
+    else:
+        run.load({"unet": unet, "adapter": adapter})
+    pipeline = GarDiffPipeline(
+        unet=unet.eval(), vae=vae, image_encoder=image_encoder, adapter=adapter.eval(),
+        scheduler=DDIMScheduler.from_config(noise_scheduler().config),
+    )
+    pipeline.run = run
+    return pipeline
+
+
+def cached_training_set(
+    root: Path, profile: Profile, vae, image_encoder, encoders_run: str
+) -> dict[str, torch.Tensor]:
+    """:func:`encode_split` of the training pairs, cached on disk next to the runs."""
+    from safetensors.torch import load_file, save_file
+
+    from gardiffmini.paths import runs_root
+    from gardiffmini.runs import config_hash
+
+    key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_run,
+                       "size": profile.image_size})
+    path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
+    if path.exists():
+        return load_file(str(path))
+    dataset = VitonHD(root, split="train", pairing="paired", size=profile.image_size)
+    cache = encode_split(dataset, vae, image_encoder, desc="caching latents")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(cache, str(tmp))
+    tmp.replace(path)
+    return cache
+
+
+__all__ = [
+    "VARIANTS", "Variant", "get_variant", "noise_scheduler", "encode_split", "build_model",
+    "diffusion_step_loss", "train_variant", "cached_training_set", "ddim_x0_estimate",
+]

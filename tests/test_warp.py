@@ -1,0 +1,119 @@
+"""The TPS warp: exact interpolation, identity, landmarks, and closeness to ToyVITON's warp."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import RELEASE_KEYPOINTS, tshirt_polygon
+from PIL import Image, ImageDraw
+
+from gardiffmini.data.layout import KEYPOINT
+from gardiffmini.data.warp import (
+    GARMENT_LANDMARKS,
+    garment_landmarks,
+    person_landmarks,
+    tps_fit,
+    tps_grid,
+    tps_kernel,
+    warp_garment,
+)
+
+KEYPOINTS = torch.tensor(RELEASE_KEYPOINTS, dtype=torch.float32)
+
+
+def tshirt_mask() -> torch.Tensor:
+    mask = Image.new("L", (96, 128), 0)
+    ImageDraw.Draw(mask).polygon(tshirt_polygon(), fill=255)
+    return (torch.tensor(list(mask.getdata()), dtype=torch.float32).reshape(1, 128, 96) > 127)
+
+
+def test_kernel_is_r2_log_r2_and_zero_at_zero():
+    distance = torch.tensor([0.0, 1.0, 2.0, 0.5])
+    expected = torch.tensor([0.0, 0.0, 4 * math.log(4), 0.25 * math.log(0.25)])
+    torch.testing.assert_close(tps_kernel(distance), expected)
+
+
+def test_fit_interpolates_the_landmarks_exactly():
+    generator = torch.Generator().manual_seed(0)
+    src = torch.rand(2, 8, 2, generator=generator) * 90
+    dst = src + torch.randn(2, 8, 2, generator=generator) * 5
+    spline = tps_fit(src, dst)
+    torch.testing.assert_close(spline(src), dst.double(), atol=1e-6, rtol=0)
+    smooth = tps_fit(src, dst, regularization=1e4)  # regularized: no longer exact
+    assert (smooth(src) - dst).abs().max() > 1e-3
+
+
+def test_fit_reproduces_an_affine_map_with_zero_bending():
+    src = torch.tensor([[0.0, 0.0], [10, 0], [0, 10], [10, 10], [5, 3]])
+    matrix, shift = torch.tensor([[1.2, 0.3], [-0.1, 0.9]]), torch.tensor([4.0, -2.0])
+    spline = tps_fit(src, src @ matrix + shift)
+    torch.testing.assert_close(spline.weights, torch.zeros(5, 2, dtype=torch.float64), atol=1e-7,
+                               rtol=0)
+    points = torch.rand(20, 2) * 10
+    torch.testing.assert_close(spline(points), (points @ matrix + shift).double(), atol=1e-6,
+                               rtol=0)
+
+
+def test_identity_landmarks_give_the_identity_warp():
+    src = torch.tensor([[3.0, 4.0], [40, 8], [20, 50], [44, 60], [10, 30]])
+    grid = tps_grid(tps_fit(src, src), 64, 48)
+    identity = F.affine_grid(torch.eye(2, 3)[None], [1, 1, 64, 48], align_corners=False)[0]
+    torch.testing.assert_close(grid, identity, atol=1e-5, rtol=0)
+    image = torch.rand(1, 3, 64, 48)
+    torch.testing.assert_close(F.grid_sample(image, grid[None], align_corners=False), image,
+                               atol=1e-4, rtol=0)
+
+
+def test_fit_rejects_bad_landmarks():
+    with pytest.raises(ValueError, match="K >= 3"):
+        tps_fit(torch.zeros(2, 2), torch.zeros(2, 2))
+    line = torch.tensor([[0.0, 0.0], [1, 1], [2, 2], [3, 3]])
+    with pytest.raises(ValueError, match="singular"):
+        tps_fit(line, line)
+
+
+def test_garment_landmarks_of_a_tshirt():
+    points = garment_landmarks(tshirt_mask())
+    assert points.shape == (len(GARMENT_LANDMARKS), 2)
+    neck, right_shoulder, left_shoulder, right_sleeve, left_sleeve, right_hem, left_hem, hem = points
+    assert hem[1] == right_hem[1] == left_hem[1] == pytest.approx(101, abs=1)  # bottom row
+    assert right_hem[0] == pytest.approx(30, abs=1) and left_hem[0] == pytest.approx(66, abs=1)
+    assert neck[0] == hem[0] == pytest.approx(48, abs=1) and neck[1] == pytest.approx(22, abs=1)
+    assert right_sleeve[0] == pytest.approx(12, abs=1) and left_sleeve[0] == pytest.approx(84, abs=1)
+    assert right_shoulder[0] < neck[0] < left_shoulder[0]
+    batched = garment_landmarks(tshirt_mask()[None].repeat(2, 1, 1, 1))
+    torch.testing.assert_close(batched, points.expand(2, -1, -1))
+    with pytest.raises(ValueError, match="cloth_mask is empty"):
+        garment_landmarks(torch.zeros(1, 8, 8))
+
+
+def test_person_landmarks_sit_on_the_keypoints():
+    garment = garment_landmarks(tshirt_mask())
+    person = person_landmarks(KEYPOINTS, garment)
+    assert person.shape == garment.shape
+    for row, name in enumerate(("Neck", "RShoulder", "LShoulder")):
+        torch.testing.assert_close(person[row], KEYPOINTS[KEYPOINT[name], :2])
+    assert person[5, 0] < person[7, 0] < person[6, 0]  # hem corners either side of its centre
+    missing = KEYPOINTS.clone()
+    missing[KEYPOINT["Neck"]] = 0
+    with pytest.raises(ValueError, match="Neck"):
+        person_landmarks(missing, garment)
+
+
+def test_warp_garment_single_and_batched():
+    mask = tshirt_mask().float()
+    cloth = mask.expand(3, -1, -1) * -1.0 + (1 - mask) * 1.0  # black garment on white
+    warped, warped_mask = warp_garment(cloth, mask, KEYPOINTS)
+    assert warped.shape == (3, 128, 96) and warped_mask.shape == (1, 128, 96)
+    assert set(warped_mask.unique().tolist()) == {0.0, 1.0}
+    assert bool((warped[:, warped_mask[0] == 0] == 1).all())  # white outside m_w
+    neck = KEYPOINTS[KEYPOINT["Neck"], :2].long()
+    assert warped_mask[0, neck[1] + 5, neck[0]] == 1  # the garment covers the chest
+    batch = warp_garment(cloth[None].repeat(2, 1, 1, 1), mask[None].repeat(2, 1, 1, 1),
+                         KEYPOINTS[None].repeat(2, 1, 1))
+    torch.testing.assert_close(batch[1][0], warped_mask)
+    with pytest.raises(ValueError, match="keypoints"):
+        warp_garment(cloth, mask, KEYPOINTS[:18])
