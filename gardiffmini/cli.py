@@ -31,7 +31,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from gardiffmini.train import sample_variant
+    from gardiffmini.reproduce import sample_variant
 
     paths = sample_variant(args.variant, args.profile, seed=args.seed, out=args.out,
                            pairing=args.pairing, n=args.n, data_root=args.root)

@@ -128,7 +128,8 @@ def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
             generated["paired"], real, mask).mean().item(),
         "hf_energy_ratio": metrics.high_frequency_energy_ratio(
             generated["paired"], real, mask).mean().item(),
-        "attribute_accuracy_p": metrics.attribute_accuracy(net, generated["paired"], labels)["mean"],
+        "attribute_accuracy_p": metrics.attribute_accuracy(
+            net, generated["paired"], labels)["mean"],
         "attribute_accuracy_u": metrics.attribute_accuracy(
             net, generated["unpaired"], unpaired_garments)["mean"],
     }
@@ -148,6 +149,29 @@ def evaluate_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0
     root = Path(data_root) if data_root else ensure_toyviton(profile)
     pipeline = train_variant(variant, profile, seed=seed, data_root=root)
     return evaluate_pipeline(pipeline, profile, root, seed=seed)["metrics"]
+
+
+def sample_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
+                   out: Path | str = "samples", pairing: str = "unpaired", n: int = 8,
+                   data_root: Path | str | None = None) -> list[Path]:
+    """Dress the first ``n`` test persons with a trained variant; write PNGs, return paths."""
+    from PIL import Image
+
+    profile = get_profile(profile)
+    root = Path(data_root) if data_root else ensure_toyviton(profile)
+    pipeline = train_variant(variant, profile, seed=seed, data_root=root)
+    batch = _stack(VitonHD(root, split="test", pairing=pairing, size=profile.image_size), n,
+                   EVAL_KEYS)
+    images = try_on(pipeline, batch, profile, seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for image, name in zip(images, batch["cloth_name"], strict=True):
+        path = out / f"{variant}-{pairing}-{len(paths):03d}-{Path(name).stem}.png"
+        pixels = image.permute(1, 2, 0).mul(255).round().byte().numpy()
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
 
 
 def _git_commit() -> str:

@@ -14,6 +14,7 @@ checkpoints, resume, reuse of finished runs, progress, and a stop on a non-finit
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,12 +25,12 @@ from tqdm.auto import tqdm
 
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.data.vitonhd import VitonHD
-from gardiffmini.losses import ddim_x0_estimate, gardiff_loss, noise_mse
 from gardiffmini.features import default_features
-from gardiffmini.models.adapter import GarmentAdapter, install_garment_adapter
+from gardiffmini.losses import gardiff_loss, noise_mse
+from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
 from gardiffmini.models.unet import make_unet
-from gardiffmini.pipeline import GarDiffPipeline
+from gardiffmini.pipeline import GarDiffPipeline, encode_latents, tryon_unet_input
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import Run, fit, step_generator, warmup_schedule
 
@@ -82,14 +83,13 @@ def encode_split(
     the VAE's scaling factor), the CLIP embedding of the in-shop garment, the warped
     garment mask ``m_w`` and the person image (uint8, for the appearance loss).
     """
-    scale = vae.config.scaling_factor
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     parts: dict[str, list[torch.Tensor]] = {}
     for batch in tqdm(loader, desc=desc):
         encoded = {
-            "x0": vae.encode(batch["person"]).latent_dist.mean * scale,
-            "warped": vae.encode(batch["warped_cloth"]).latent_dist.mean * scale,
-            "agnostic": vae.encode(batch["agnostic"]).latent_dist.mean * scale,
+            "x0": encode_latents(vae, batch["person"]),
+            "warped": encode_latents(vae, batch["warped_cloth"]),
+            "agnostic": encode_latents(vae, batch["agnostic"]),
             "clip": clip_image_embeds(image_encoder, batch["cloth"]),
             "warped_mask": batch["warped_mask"],
             "person": ((batch["person"] + 1) * 127.5).round().to(torch.uint8),
@@ -102,22 +102,29 @@ def encode_split(
 def build_model(profile: Profile, variant: Variant) -> tuple[torch.nn.Module, GarmentAdapter]:
     """A fresh try-on UNet and garment adapter for ``variant`` at ``profile``."""
     unet = make_unet(profile)
-    adapter = GarmentAdapter(
-        clip_embed_dim=profile.clip_embed_dim, latent_channels=profile.latent_channels,
-        cross_attention_dim=profile.cross_attention_dim, n_clip_tokens=profile.clip_tokens,
-        use_vae_tokens=variant.garment_adapter,
+    adapter = GarmentAdapter.from_profile(
+        profile, use_vae_tokens=variant.garment_adapter, mask_branches=variant.mask_branches
     )
-    if variant.garment_adapter:
-        install_garment_adapter(unet, profile.clip_tokens, mask_branches=variant.mask_branches)
+    adapter.install(unet)
     return unet, adapter
 
 
-def run_config(profile: Profile, variant: Variant, steps: int, encoders_folder: str) -> dict:
+def weights_hash(*models: torch.nn.Module) -> str:
+    """A short fingerprint of the weights of ``models`` (which frozen encoders a run used)."""
+    digest = hashlib.sha256()
+    for model in models:
+        for name, value in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def run_config(profile: Profile, variant: Variant, steps: int, encoders_id: str) -> dict:
     """What identifies a try-on run: variant, schedule, optimiser and the encoders used."""
     return {
         "variant": asdict(variant), "steps": steps, "lr": profile.learning_rate,
         "warmup": profile.warmup_steps, "batch_size": profile.batch_size,
-        "condition_drop": CONDITION_DROP, "encoders": encoders_folder,
+        "condition_drop": CONDITION_DROP, "encoders": encoders_id,
         "profile_settings": profile.to_dict(),
     }
 
@@ -141,7 +148,7 @@ def diffusion_step_loss(
     keep = (torch.rand(len(index), generator=generator) >= CONDITION_DROP).float().to(device)
     x_t = scheduler.add_noise(x0, noise, timesteps)
     tokens = adapter(batch["clip"] * keep[:, None], batch["warped"] * keep[:, None, None, None])
-    unet_input = torch.cat([x_t, batch["warped"], batch["agnostic"]], dim=1)
+    unet_input = tryon_unet_input(x_t, batch["warped"], batch["agnostic"])
     kwargs = {"garment_mask": batch["warped_mask"]} if variant.garment_adapter else None
     eps = unet(unet_input, timesteps, encoder_hidden_states=tokens,
                cross_attention_kwargs=kwargs).sample
@@ -166,14 +173,15 @@ def train_variant(
     profile, variant = get_profile(profile), get_variant(variant)
     steps = profile.diffusion_steps if steps is None else steps
     root = Path(data_root) if data_root else ensure_toyviton(profile)
-    vae, image_encoder, encoders_run = load_or_train_encoders(profile, seed=0, data_root=root)
+    vae, image_encoder = load_or_train_encoders(profile, seed=0, progress=progress)
+    encoders_id = weights_hash(vae, image_encoder)
     unet, adapter = build_model(profile, variant)
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
-                   run_config(profile, variant, steps, encoders_run))
+                   run_config(profile, variant, steps, encoders_id))
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
-        cache = cached_training_set(root, profile, vae, image_encoder, encoders_run)
+        cache = cached_training_set(root, profile, vae, image_encoder, encoders_id)
         scheduler = noise_scheduler()
         params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
@@ -205,7 +213,7 @@ def train_variant(
 
 
 def cached_training_set(
-    root: Path, profile: Profile, vae, image_encoder, encoders_run: str
+    root: Path, profile: Profile, vae, image_encoder, encoders_id: str
 ) -> dict[str, torch.Tensor]:
     """:func:`encode_split` of the training pairs, cached on disk next to the runs."""
     from safetensors.torch import load_file, save_file
@@ -213,7 +221,7 @@ def cached_training_set(
     from gardiffmini.paths import runs_root
     from gardiffmini.runs import config_hash
 
-    key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_run,
+    key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,
                        "size": profile.image_size})
     path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
     if path.exists():
@@ -225,9 +233,3 @@ def cached_training_set(
     save_file(cache, str(tmp))
     tmp.replace(path)
     return cache
-
-
-__all__ = [
-    "VARIANTS", "Variant", "get_variant", "noise_scheduler", "encode_split", "build_model",
-    "diffusion_step_loss", "train_variant", "cached_training_set", "ddim_x0_estimate",
-]

@@ -28,7 +28,7 @@ GARMENT_LANDMARKS = (
 # Garment geometry (fractions of the garment) and body proportions (see person_landmarks).
 SHOULDER_BAND = 0.12
 SLEEVE_MIN = 0.15
-SLEEVE_MARGIN = 0.2
+SLEEVE_WIDTH = 0.1
 SHOULDER_EASE = 0.25
 HIP_EASE = 0.8
 GARMENT_TORSO_RATIO = 1.25
@@ -142,61 +142,69 @@ def _run_around(row: torch.Tensor, x: int) -> tuple[int, int]:
     return left, right
 
 
-def _sleeve_end(mask: torch.Tensor, shoulder: torch.Tensor, hem: torch.Tensor,
-                outward: float, min_length: float) -> torch.Tensor:
-    """The garment pixel farthest from ``shoulder`` on the outer side of the torso's side
-    line (``shoulder -> hem``): the sleeve's end; the shoulder itself if that is closer than
-    ``min_length`` (no sleeve)."""
-    ys, xs = torch.nonzero(mask, as_tuple=True)
+def _opening(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Morphological opening by a square of side ``2 radius + 1``: removes every part of the
+    mask thinner than the square (the sleeves) and keeps the rest (the torso)."""
+    size = 2 * radius + 1
+    image = mask[None, None].float()
+    eroded = -F.max_pool2d(-image, size, stride=1, padding=radius)
+    return F.max_pool2d(eroded, size, stride=1, padding=radius)[0, 0] > 0.5
+
+
+def _sleeve_end(sleeve: torch.Tensor, shoulder: torch.Tensor, min_length: float) -> torch.Tensor:
+    """The sleeve pixel farthest from ``shoulder``; the shoulder itself if there is no sleeve
+    (fewer than ``min_length ** 2`` pixels, or none farther than ``min_length``)."""
+    ys, xs = torch.nonzero(sleeve, as_tuple=True)
+    if len(ys) < min_length**2:
+        return shoulder
     pixels = torch.stack([xs, ys], dim=-1).float()
-    side, offset = hem - shoulder, pixels - shoulder
-    beyond = (side[0] * offset[:, 1] - side[1] * offset[:, 0]) * -outward / side.norm()
-    outside = (beyond > SLEEVE_MARGIN * min_length) & (offset[:, 1] >= 0)
-    if not bool(outside.any()):
-        return shoulder
-    distance = offset[outside].norm(dim=-1)
-    if distance.max() < min_length:
-        return shoulder
-    return pixels[outside][distance.argmax()]
+    distance = (pixels - shoulder).norm(dim=-1)
+    return pixels[distance.argmax()] if distance.max() >= min_length else shoulder
 
 
 def garment_landmarks(cloth_mask: torch.Tensor) -> torch.Tensor:
     """The garment's landmarks (:data:`GARMENT_LANDMARKS`) from its mask's rows and columns.
 
-    The shoulder line is the run of columns whose top edge stays within ``SHOULDER_BAND``
-    (a fraction of the garment's height) of the highest point: its two ends are the
-    shoulder corners, its middle the centre line, and the neck sits on the centre line at
-    the shoulders' height (where OpenPose puts ``Neck``). The hem is the bottom of the
-    centre line, its corners the ends of the mask's run there. A sleeve end is the pixel
-    farthest from its shoulder corner outside the torso's side (shoulder corner -> hem
-    corner); a garment without sleeves gets its shoulder corner again.
+    An opening of the mask by a square a fraction ``SLEEVE_WIDTH`` of the garment's width
+    removes the thin sleeves and keeps the torso. On the torso: the shoulder line is the run
+    of columns whose top edge stays within ``SHOULDER_BAND`` (of the garment's height) of the
+    highest point; its ends are the shoulder corners, its middle the centre line, and the
+    neck sits on the centre line at the shoulders' height (where OpenPose puts ``Neck``).
+    The hem is the bottom of the centre line, its corners the ends of the torso's run there.
+    A sleeve end is the pixel of the sleeve (the mask minus the torso) on that side farthest
+    from the shoulder corner; a garment without sleeves gets its shoulder corner again.
     ``cloth_mask``: (H, W) or (1, H, W) -> (K, 2) ``(x, y)`` pixels; (B, 1, H, W) -> (B, K, 2).
     """
     if cloth_mask.dim() == 4:
         return torch.stack([garment_landmarks(mask) for mask in cloth_mask])
     mask = _single_mask(cloth_mask)
-    height = mask.shape[0]
-    rows = torch.arange(height)[:, None].expand_as(mask)
-    top = torch.where(mask, rows, height).min(dim=0).values  # first garment row per column
-    ys = torch.nonzero(mask)[:, 0]
-    band = torch.nonzero(top <= top.min() + SHOULDER_BAND * (ys.max() - ys.min() + 1))[:, 0]
+    height, width = mask.shape
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    torso = _opening(mask, max(1, round(SLEEVE_WIDTH * float(xs.max() - xs.min() + 1))))
+    if not bool(torso.any()):
+        raise ValueError("cloth_mask has no torso: expected a garment, not a thin strip")
+    rows = torch.arange(height)[:, None].expand_as(torso)
+    top = torch.where(torso, rows, height).min(dim=0).values  # first torso row per column
+    torso_rows = torch.nonzero(torso)[:, 0]
+    rise = SHOULDER_BAND * float(torso_rows.max() - torso_rows.min() + 1)
+    band = torch.nonzero(top <= top.min() + rise)[:, 0]
     right_x, left_x = int(band.min()), int(band.max())
     centre = (right_x + left_x) // 2
     right_shoulder = torch.tensor([right_x, top[right_x]], dtype=torch.float32)
     left_shoulder = torch.tensor([left_x, top[left_x]], dtype=torch.float32)
-    hem_y = int(torch.nonzero(mask[:, centre])[-1, 0])
-    hem_left, hem_right = _run_around(mask[hem_y], centre)
-    right_hem = torch.tensor([hem_left, hem_y], dtype=torch.float32)
-    left_hem = torch.tensor([hem_right, hem_y], dtype=torch.float32)
+    hem_y = int(torch.nonzero(torso[:, centre])[-1, 0])
+    hem_left, hem_right = _run_around(torso[hem_y], centre)
+    sleeves = mask & ~torso
+    columns = torch.arange(width)[None, :]
     min_sleeve = SLEEVE_MIN * (left_x - right_x)
     return torch.stack([
         torch.tensor([centre, (right_shoulder[1] + left_shoulder[1]) / 2]),
         right_shoulder,
         left_shoulder,
-        _sleeve_end(mask, right_shoulder, right_hem, -1.0, min_sleeve),
-        _sleeve_end(mask, left_shoulder, left_hem, 1.0, min_sleeve),
-        right_hem,
-        left_hem,
+        _sleeve_end(sleeves & (columns < centre), right_shoulder, min_sleeve),
+        _sleeve_end(sleeves & (columns > centre), left_shoulder, min_sleeve),
+        torch.tensor([hem_left, hem_y], dtype=torch.float32),
+        torch.tensor([hem_right, hem_y], dtype=torch.float32),
         torch.tensor([centre, hem_y], dtype=torch.float32),
     ])
 
