@@ -126,8 +126,9 @@ def spatial_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | 
                  features: FeatureNet, c1: float = 1e-6, c2: float = 1e-6) -> torch.Tensor:
     """``L_spatial``: DISTS-style structure and texture distance, statistics weighted by m_w.
 
-    For every feature map k and channel c of ``features`` (Ding et al. 2020, eq. 7-9), with the
-    spatial weights ``w`` = m_w resized to the map and normalised to sum 1::
+    GARDIFF.md, claim 4. For every feature map k and channel c of ``features`` (DISTS, Ding et
+    al., TPAMI 2020), with the spatial weights ``w`` = m_w resized to the map (area average) and
+    normalised to sum 1::
 
         texture   l = (2 mu_x mu_y + c1) / (mu_x^2 + mu_y^2 + c1)
         structure s = (2 sigma_xy + c2) / (sigma_x^2 + sigma_y^2 + c2)
@@ -138,9 +139,9 @@ def spatial_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | 
     feature network alike: DISTS learned its weights on human ratings for VGG16 only. A feature
     network may carry such weights as attributes ``alpha`` and ``beta`` (one per channel of all
     its maps, see ``VGG16Features.from_file(path, dists_weights=True)``); they are normalised
-    to sum 1 together, as in DISTS. ``mask=None`` weighs all
-    positions equally; a sample with an empty mask contributes 0. ``pred``/``target``:
-    ``(B, 3, H, W)`` in ``[-1, 1]``; returns the mean over the batch.
+    to sum 1 together, as in DISTS. ``mask=None`` weighs all positions equally; a sample with
+    an empty mask contributes 0. ``pred``/``target``: ``(B, 3, H, W)`` in ``[-1, 1]``; returns
+    the mean over the batch.
     """
     _check_same_shape("pred", pred, "target", target)
     check_image_batch("pred", pred)

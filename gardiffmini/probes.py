@@ -232,29 +232,39 @@ def attribute_labels(attributes: list[dict]) -> dict[str, tuple[torch.Tensor, tu
     }
 
 
-def linear_probe_accuracy(
-    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-    n_classes: int, steps: int = 300, weight_decay: float = 1e-3, seed: int = 0,
-) -> float:
-    """Test accuracy of multinomial logistic regression fitted on standardized features.
+def linear_probe_accuracies(
+    x_train: torch.Tensor, labels_train: dict[str, torch.Tensor], x_test: torch.Tensor,
+    labels_test: dict[str, torch.Tensor], n_classes: dict[str, int], steps: int = 300,
+    weight_decay: float = 1e-3, seed: int = 0,
+) -> dict[str, float]:
+    """Test accuracy of one multinomial logistic regression per attribute (linear probes).
 
-    Full-batch AdamW on the cross-entropy, ``steps`` steps; items labelled -1 are left out.
+    Features are flattened and standardized; each attribute has its own linear layer
+    ``softmax(W x + b)``, fitted by full-batch AdamW on the cross-entropy for ``steps``
+    steps. The layers are trained side by side, which changes nothing (AdamW updates each
+    parameter on its own gradient). Items labelled -1 are left out of that attribute.
     """
-    keep_train, keep_test = y_train >= 0, y_test >= 0
-    if not keep_train.any() or not keep_test.any():
-        raise ValueError("linear probe needs labelled items (label >= 0) in train and test")
-    x_train, x_test = standardize(x_train.flatten(1)[keep_train], x_test.flatten(1)[keep_test])
-    y_train, y_test = y_train[keep_train], y_test[keep_test]
+    x_train, x_test = standardize(x_train.flatten(1), x_test.flatten(1))
+    for name, labels in {**labels_train, **labels_test}.items():
+        if not (labels >= 0).any():
+            raise ValueError(f"linear probe for {name!r} needs labelled items (label >= 0)")
     torch.manual_seed(seed)
-    classifier = nn.Linear(x_train.shape[1], n_classes)
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=1e-2, weight_decay=weight_decay)
-    with torch.enable_grad():
-        for _ in range(steps):
-            optimizer.zero_grad()
-            F.cross_entropy(classifier(x_train), y_train).backward()
-            optimizer.step()
+    heads = nn.ModuleDict({name: nn.Linear(x_train.shape[1], n_classes[name])
+                           for name in labels_train})
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=1e-2, weight_decay=weight_decay)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = sum(F.cross_entropy(head(x_train), labels_train[name], ignore_index=-1)
+                   for name, head in heads.items())
+        loss.backward()
+        optimizer.step()
     with torch.no_grad():
-        return float((classifier(x_test).argmax(1) == y_test).float().mean())
+        accuracies = {}
+        for name, head in heads.items():
+            keep = labels_test[name] >= 0
+            correct = head(x_test[keep]).argmax(1) == labels_test[name][keep]
+            accuracies[name] = float(correct.float().mean())
+    return accuracies
 
 
 def majority_accuracy(y_train: torch.Tensor, y_test: torch.Tensor) -> float:
@@ -267,20 +277,21 @@ def attribute_probe(
     features_train: dict[str, torch.Tensor], features_test: dict[str, torch.Tensor],
     train: GarmentSet, test: GarmentSet, steps: int = 300, seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """``{feature name | "majority": {attribute: test accuracy}}`` of linear probes."""
+    """``{feature name | "majority": {attribute: test accuracy}}`` of linear probes.
+
+    Attributes without labelled garments in both splits are left out.
+    """
     labels_train = attribute_labels(train.attributes)
     labels_test = attribute_labels(test.attributes)
-    table: dict[str, dict[str, float]] = {name: {} for name in features_train}
-    table["majority"] = {}
-    for attribute in ATTRIBUTES:
-        (y_train, names), (y_test, _) = labels_train[attribute], labels_test[attribute]
-        if not (y_train >= 0).any() or not (y_test >= 0).any():
-            continue
-        table["majority"][attribute] = majority_accuracy(y_train, y_test)
-        for name in features_train:
-            table[name][attribute] = linear_probe_accuracy(
-                features_train[name], y_train, features_test[name], y_test, len(names),
-                steps, seed=seed)
+    present = [a for a in ATTRIBUTES
+               if (labels_train[a][0] >= 0).any() and (labels_test[a][0] >= 0).any()]
+    y_train = {a: labels_train[a][0] for a in present}
+    y_test = {a: labels_test[a][0] for a in present}
+    n_classes = {a: len(labels_train[a][1]) for a in present}
+    table = {name: linear_probe_accuracies(features_train[name], y_train, features_test[name],
+                                           y_test, n_classes, steps, seed=seed)
+             for name in features_train}
+    table["majority"] = {a: majority_accuracy(y_train[a], y_test[a]) for a in present}
     return table
 
 

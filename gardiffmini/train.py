@@ -230,6 +230,6 @@ def cached_training_set(
     cache = encode_split(dataset, vae, image_encoder, desc="caching latents")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(cache, str(tmp))
+    save_file({key: value.contiguous() for key, value in cache.items()}, str(tmp))
     tmp.replace(path)
     return cache

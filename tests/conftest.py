@@ -96,3 +96,12 @@ def write_release_like(root: Path, size: tuple[int, int] = RELEASE_SIZE) -> Path
 def release_root(tmp_path: Path) -> Path:
     """A fresh release-like folder per test (tests may break it)."""
     return write_release_like(tmp_path / "viton-hd")
+
+
+@pytest.fixture(scope="session")
+def toyviton_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ToyVITON at the ``ci`` size (4 train, 16 test pairs), shared: do not modify."""
+    from gardiffmini.data.toyviton import generate
+
+    root = tmp_path_factory.mktemp("toyviton") / "toyviton-ci"
+    return generate(root, "ci", seed=0, n_train=4, n_test=16, workers=1, progress=False)

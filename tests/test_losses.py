@@ -321,3 +321,25 @@ def test_gardiff_loss_combines_the_terms(textured):
     torch.testing.assert_close(losses["total"], expected)
     losses["total"].backward()
     assert eps_pred.grad is not None and all(p.grad is None for p in vae.parameters())
+
+
+def test_spatial_loss_with_vgg16_and_learned_weights_is_torchmetrics_dists(monkeypatch):
+    """Unmasked, with DISTS's weights, L_spatial equals torchmetrics' DISTS on the same VGG."""
+    from types import SimpleNamespace
+
+    from torchmetrics.functional.image import dists as tm_dists
+
+    from gardiffmini.features import dists_channel_weights
+
+    torch.manual_seed(0)
+    ours = VGG16Features()
+    ours.alpha, ours.beta = dists_channel_weights()
+    # torchmetrics builds DISTS from torchvision's vgg16().features: hand it ours instead
+    monkeypatch.setattr(tm_dists, "_TORCHVISION_AVAILABLE", True)
+    monkeypatch.setattr(tm_dists, "VGG16_Weights", SimpleNamespace(DEFAULT=None), raising=False)
+    monkeypatch.setattr(tm_dists, "vgg16", lambda weights: SimpleNamespace(features=ours.features),
+                        raising=False)
+    x, y = torch.rand(2, 3, H, W), torch.rand(2, 3, H, W)
+    expected = tm_dists.DISTSNetwork()(x, y).mean()
+    torch.testing.assert_close(spatial_loss(2 * x - 1, 2 * y - 1, None, ours), expected,
+                               rtol=1e-4, atol=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -201,3 +203,42 @@ def test_bad_arguments(release_root):
         VitonHD(release_root, warp="magic")
     with pytest.raises(ValueError, match="size must be"):
         VitonHD(release_root, size=(64,))
+
+
+# ---- ToyVITON ------------------------------------------------------------------------------
+
+
+def test_toyviton_paired_reads_the_given_warp(toyviton_root):
+    data = VitonHD(toyviton_root, "train", "paired", size="ci", check_images=True)
+    assert len(data) == 4 and all(data.given_warp)
+    sample = data[0]
+    assert_sample(sample, 64, 48)
+    path = layout.person_path(toyviton_root, "train", "cloth-warp-mask", sample["person_name"])
+    expected = torch.from_numpy(np.array(Image.open(path), np.float32) > 127.5).float()
+    torch.testing.assert_close(sample["warped_mask"][0], expected)
+    keypoints = json.loads(layout.person_path(toyviton_root, "train", "openpose_json",
+                                              sample["person_name"]).read_text())
+    flat = torch.tensor(keypoints["people"][0]["pose_keypoints_2d"]).reshape(25, 3)
+    torch.testing.assert_close(sample["keypoints"], flat)  # ci size: no scaling
+
+
+def test_toyviton_unpaired_falls_back_to_tps_and_resizes(toyviton_root):
+    data = VitonHD(toyviton_root, "test", "unpaired", size=(32, 24))
+    assert len(data) == 16 and not any(data.given_warp)
+    sample = data[3]
+    assert_sample(sample, 32, 24)
+    assert sample["person_name"] != sample["cloth_name"]
+    assert sample["warped_mask"].sum() > 0
+
+
+def test_toyviton_three_column_pair_file_and_forced_tps(toyviton_root, tmp_path):
+    pairs = tmp_path / "gp_vton_pairs.txt"
+    pairs.write_text("00001_00.jpg 00001_00.jpg paired\n00002_00.jpg 00005_00.jpg unpaired\n")
+    data = VitonHD(toyviton_root, "test", "unpaired", pairs_file=pairs, warp="tps")
+    assert data.given_warp == [False, False]
+    assert [data[i]["tag"] for i in range(2)] == ["paired", "unpaired"]
+    assert data[1]["cloth_name"] == "00005_00.jpg"
+    auto = VitonHD(toyviton_root, "test", "unpaired", pairs_file=pairs)
+    assert auto.given_warp == [True, False]  # the person's own garment has a given warp
+    with pytest.raises(VitonHDLayoutError, match="warp='given' needs each person's own garment"):
+        VitonHD(toyviton_root, "test", "unpaired", pairs_file=pairs, warp="given")

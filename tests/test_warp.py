@@ -11,8 +11,10 @@ from conftest import RELEASE_KEYPOINTS, tshirt_polygon
 from PIL import Image, ImageDraw
 
 from gardiffmini.data.layout import KEYPOINT
+from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.data.warp import (
     GARMENT_LANDMARKS,
+    SHOULDER_EASE,
     garment_landmarks,
     person_landmarks,
     tps_fit,
@@ -52,9 +54,8 @@ def test_fit_reproduces_an_affine_map_with_zero_bending():
     spline = tps_fit(src, src @ matrix + shift)
     torch.testing.assert_close(spline.weights, torch.zeros(5, 2, dtype=torch.float64), atol=1e-7,
                                rtol=0)
-    points = torch.rand(20, 2) * 10
-    torch.testing.assert_close(spline(points), (points @ matrix + shift).double(), atol=1e-6,
-                               rtol=0)
+    points = torch.rand(20, 2, generator=torch.Generator().manual_seed(0)) * 10
+    torch.testing.assert_close(spline(points).float(), points @ matrix + shift, atol=1e-4, rtol=0)
 
 
 def test_identity_landmarks_give_the_identity_warp():
@@ -78,25 +79,40 @@ def test_fit_rejects_bad_landmarks():
 def test_garment_landmarks_of_a_tshirt():
     points = garment_landmarks(tshirt_mask())
     assert points.shape == (len(GARMENT_LANDMARKS), 2)
-    neck, right_shoulder, left_shoulder, right_sleeve, left_sleeve, right_hem, left_hem, hem = points
-    assert hem[1] == right_hem[1] == left_hem[1] == pytest.approx(101, abs=1)  # bottom row
-    assert right_hem[0] == pytest.approx(30, abs=1) and left_hem[0] == pytest.approx(66, abs=1)
-    assert neck[0] == hem[0] == pytest.approx(48, abs=1) and neck[1] == pytest.approx(22, abs=1)
-    assert right_sleeve[0] == pytest.approx(12, abs=1) and left_sleeve[0] == pytest.approx(84, abs=1)
-    assert right_shoulder[0] < neck[0] < left_shoulder[0]
+    neck, right_shoulder, left_shoulder, right_sleeve, left_sleeve, right_hem, left_hem, hem = (
+        points.tolist()
+    )
+    assert hem == [48, 102] and right_hem == [30, 102] and left_hem == [66, 102]  # bottom row
+    assert neck == [48, right_shoulder[1]] and right_shoulder[1] == left_shoulder[1]
+    assert 22 <= neck[1] <= 42  # the shoulder line: below the collar, above the armpits
+    assert right_shoulder[0] < 30 and left_shoulder[0] > 66  # the shoulders carry the sleeves
+    assert right_sleeve[0] < right_shoulder[0] and right_sleeve[1] > right_shoulder[1]
+    assert left_sleeve[0] > left_shoulder[0] and left_sleeve[1] > left_shoulder[1]
     batched = garment_landmarks(tshirt_mask()[None].repeat(2, 1, 1, 1))
     torch.testing.assert_close(batched, points.expand(2, -1, -1))
     with pytest.raises(ValueError, match="cloth_mask is empty"):
         garment_landmarks(torch.zeros(1, 8, 8))
 
 
+def test_a_sleeveless_garment_repeats_its_shoulder_corners():
+    mask = torch.zeros(1, 128, 96)
+    mask[0, 30:100, 28:68] = 1
+    points = garment_landmarks(mask)
+    torch.testing.assert_close(points[3:5], points[1:3])
+    assert points[1].tolist() == [28, 30] and points[7].tolist() == [47.5, 99]
+
+
 def test_person_landmarks_sit_on_the_keypoints():
     garment = garment_landmarks(tshirt_mask())
     person = person_landmarks(KEYPOINTS, garment)
     assert person.shape == garment.shape
-    for row, name in enumerate(("Neck", "RShoulder", "LShoulder")):
-        torch.testing.assert_close(person[row], KEYPOINTS[KEYPOINT[name], :2])
+    neck = KEYPOINTS[KEYPOINT["Neck"], :2]
+    torch.testing.assert_close(person[0], neck)
+    for row, name in ((1, "RShoulder"), (2, "LShoulder")):
+        eased = neck + (KEYPOINTS[KEYPOINT[name], :2] - neck) * (1 + SHOULDER_EASE)
+        torch.testing.assert_close(person[row], eased)
     assert person[5, 0] < person[7, 0] < person[6, 0]  # hem corners either side of its centre
+    assert person[7, 1] > neck[1] and person[3, 1] > person[1, 1]  # hem and sleeve below
     missing = KEYPOINTS.clone()
     missing[KEYPOINT["Neck"]] = 0
     with pytest.raises(ValueError, match="Neck"):
@@ -117,3 +133,16 @@ def test_warp_garment_single_and_batched():
     torch.testing.assert_close(batch[1][0], warped_mask)
     with pytest.raises(ValueError, match="keypoints"):
         warp_garment(cloth, mask, KEYPOINTS[:18])
+
+
+def test_tps_warp_comes_close_to_toyviton_ground_truth(toyviton_root):
+    # Measured with benchmarks/warp_iou.py: mean IoU 0.723 (median 0.731, min 0.552) on 200
+    # cpu-size test pairs; 0.728 (median 0.748, min 0.607) on these 16 ci-size pairs.
+    data = VitonHD(toyviton_root, "test", "paired", warp="given")
+    ious = []
+    for sample in data:
+        _, mask = warp_garment(sample["cloth"], sample["cloth_mask"], sample["keypoints"])
+        truth = sample["warped_mask"] > 0.5
+        ious.append(float(((mask > 0.5) & truth).sum() / ((mask > 0.5) | truth).sum()))
+    assert sum(ious) / len(ious) > 0.65
+    assert min(ious) > 0.45

@@ -4,7 +4,8 @@ A :class:`Body` is a skeleton (BODY_25 keypoints, exact by construction) plus th
 that give it a silhouette. Parts are capsules (limbs), a per-row torso and ellipses (head),
 computed for every pixel with numpy: each part gives a mask and local ``(u, v)`` coordinates,
 which the try-on renderer uses for sleeves and shading and the DensePose rendering uses as
-its U/V. The wearer's right side is on the image's left, as in a photo.
+its U/V. A :class:`Canvas` paints parts back to front into the person image, its LIP labels
+and its DensePose maps at once. The wearer's right side is on the image's left, as in a photo.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gardiffmini.data.layout import BODY_25, KEYPOINT
+from gardiffmini.data.layout import BODY_25, KEYPOINT, PARSE
 
 SKIN_TONES = ((255, 224, 196), (241, 194, 160), (224, 172, 130), (198, 134, 90),
               (160, 102, 66), (122, 78, 50), (90, 58, 38))
@@ -24,6 +25,11 @@ PANTS_COLORS = ((30, 40, 70), (40, 40, 45), (90, 70, 50), (60, 90, 130), (180, 1
 ARM_POSES = ("down", "out", "hip", "crossing")
 SIDES = ("right", "left")
 CROSSING_PROBABILITY = 0.3  # samples with at least one forearm in front of the torso
+DENSEPOSE_PARTS = (
+    "background", "torso", "head", "right upper arm", "left upper arm", "right lower arm",
+    "left lower arm", "right hand", "left hand", "right upper leg", "left upper leg",
+    "right lower leg", "left lower leg",
+)
 
 
 @dataclass
@@ -205,3 +211,85 @@ def ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, rx: float, ry: f
             ) -> np.ndarray:
     """Pixels inside an axis-aligned ellipse."""
     return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0
+
+
+def _limb_shade(t: np.ndarray, radius: float) -> np.ndarray:
+    return (1 - 0.25 * np.clip(t / radius, -1, 1) ** 2)[..., None]
+
+
+class Canvas:
+    """The person being painted back to front, with its LIP labels and DensePose I/U/V."""
+
+    def __init__(self, background: np.ndarray):
+        self.height, self.width = background.shape[:2]
+        self.person = background
+        self.parse = np.zeros((self.height, self.width), np.uint8)
+        self.part = np.zeros((self.height, self.width), np.uint8)
+        self.uv = np.zeros((self.height, self.width, 2), np.float32)
+
+    def paint(self, box, mask, colour, label: int, part: str | None = None, u=None, v=None):
+        """Paint ``mask`` of window ``box`` with ``colour`` (RGB or per pixel), LIP ``label``
+        and, for body surface, DensePose ``part`` with coordinates ``u``, ``v``."""
+        region = self.person[box]
+        region[mask] = np.broadcast_to(colour, region.shape)[mask]
+        self.parse[box][mask] = label
+        if part is not None:
+            self.part[box][mask] = DENSEPOSE_PARTS.index(part)
+            self.uv[box][..., 0][mask] = np.broadcast_to(u, mask.shape)[mask]
+            self.uv[box][..., 1][mask] = np.broadcast_to(v, mask.shape)[mask]
+
+    def capsule(self, a, b, radius: float, colour, label: int, part: str) -> None:
+        """A limb: the pixels within ``radius`` of segment ``a -> b``, shaded round."""
+        box = box_around([a, b], radius + 1, self.height, self.width)
+        y, x = grid(box)
+        s, t, distance = segment_frame(x, y, a, b)
+        length = max(float(np.hypot(*(b - a))), 1e-6)
+        self.paint(box, distance <= radius, colour * _limb_shade(t, radius), label, part,
+                   s / length, t / radius / 2 + 0.5)
+
+    def ellipse(self, centre, rx: float, ry: float, colour, label: int, part: str | None = None):
+        """An axis-aligned ellipse (head, hands, eyes, hair)."""
+        box = box_around([centre], max(rx, ry) + 1, self.height, self.width)
+        y, x = grid(box)
+        u, v = (x - centre[0]) / rx / 2 + 0.5, (y - centre[1]) / ry / 2 + 0.5
+        self.paint(box, ellipse(x, y, centre[0], centre[1], rx, ry), colour, label, part, u, v)
+
+
+def paint_body(canvas: Canvas, body: Body) -> None:
+    """Everything behind the garment: hair, torso, trousers, legs, neck, head."""
+    height, width = canvas.height, canvas.width
+    hx, hy, hrx, hry = body.head
+    if body.hair_style == "long":
+        canvas.ellipse((hx, hy + 0.6 * hry), 1.3 * hrx, 1.6 * hry, body.hair, PARSE["hair"])
+    box = (slice(0, height), slice(0, width))
+    y, x = grid(box)
+    t = body.row_t(y)
+    half = body.torso_half(t)
+    torso = (t >= -0.02) & (t <= 1.05) & (np.abs(x - body.cx) <= half)
+    u = (x - body.cx) / (2 * half) + 0.5
+    canvas.paint(box, torso, body.skin * _limb_shade(x - body.cx, 2 * half), PARSE["neck"],
+                 "torso", u, t)
+    pelvis = (t >= 0.72) & (y <= body.hip_y + body.leg_radius) & (
+        np.abs(x - body.cx) <= body.hip_half)
+    canvas.paint(box, pelvis, body.pants, PARSE["pants"], "torso", u, t)
+    for side in SIDES:
+        hip, knee, ankle = body.leg(side)
+        canvas.capsule(hip, knee, body.leg_radius, body.pants, PARSE["pants"], f"{side} upper leg")
+        colour, label = body.pants, PARSE["pants"]
+        if body.shorts:
+            colour, label = body.skin, PARSE[f"{side}-leg"]
+        canvas.capsule(knee, ankle, body.leg_radius, colour, label, f"{side} lower leg")
+    canvas.capsule(np.array([hx, hy + 0.8 * hry]), np.array([hx, body.shoulder_y]), 0.5 * hrx,
+                   body.skin, PARSE["neck"], "torso")
+    canvas.ellipse((hx, hy), hrx, hry, body.skin, PARSE["face"], "head")
+    box = box_around([(hx, hy)], 1.5 * hry + 1, height, width)
+    y, x = grid(box)
+    hair = ellipse(x, y, hx, hy - 0.12 * hry, 1.1 * hrx, hry) & (y < hy - 0.35 * hry)
+    if body.hair_style == "bun":
+        hair |= ellipse(x, y, hx, hy - 1.1 * hry, 0.5 * hrx, 0.4 * hry)
+    canvas.paint(box, hair, body.hair, PARSE["hair"])
+    if hrx >= 4:
+        for side in SIDES:
+            eye = body.points[f"{side[0].upper()}Eye"]
+            canvas.ellipse(eye, 0.15 * hrx + 0.3, 0.15 * hry + 0.3, np.array([40.0, 30, 30]),
+                           PARSE["face"])

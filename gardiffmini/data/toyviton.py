@@ -3,7 +3,7 @@
 Each pair is a front-facing 2D figure (:mod:`bodies`) wearing an in-shop garment
 (:mod:`garments`). The worn garment is the flat garment *deformed* onto the body: every
 pixel of the person's garment region is mapped back to the flat garment's texture
-coordinates and sampled there (:func:`garment_coordinates`). The same map, without the
+coordinates and sampled there (:func:`garments.garment_map`). The same map, without the
 arms in front and without shading, is the ground-truth warp (``cloth-warp``,
 ``cloth-warp-mask``) that a warping module such as a TPS should approach. In about 30% of
 the pairs a forearm crosses in front of the torso, so pasting the warp is not enough.
@@ -25,16 +25,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from gardiffmini.data.bodies import (
-    SIDES,
-    Body,
-    box_around,
-    ellipse,
-    grid,
-    keypoints,
-    sample_body,
-    segment_frame,
-)
+from gardiffmini.data.bodies import Canvas, grid, keypoints, paint_body, sample_body
 from gardiffmini.data.garments import draw_flat_garment, garment_map, sample_attributes
 from gardiffmini.data.layout import (
     ATTRIBUTES_FILE,
@@ -55,11 +46,6 @@ TOYVITON_VERSION = 1
 METADATA_FILE = "toyviton.json"
 JPEG_QUALITY = 95
 AGNOSTIC_GREY = 128
-DENSEPOSE_PARTS = (
-    "background", "torso", "head", "right upper arm", "left upper arm", "right lower arm",
-    "left lower arm", "right hand", "left hand", "right upper leg", "left upper leg",
-    "right lower leg", "left lower leg",
-)
 DENSEPOSE_COLORS = np.array([
     (0, 0, 0), (20, 80, 194), (250, 250, 20), (6, 166, 198), (22, 173, 184), (145, 191, 116),
     (170, 190, 105), (8, 110, 222), (4, 98, 224), (192, 188, 96), (216, 187, 87),
@@ -94,84 +80,6 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.broadcast_to(top * (1 - ramp) + bottom * ramp, (height, width, 3)).astype(np.float32)
 
 
-def _limb_shade(t: np.ndarray, radius: float) -> np.ndarray:
-    return (1 - 0.25 * np.clip(t / radius, -1, 1) ** 2)[..., None]
-
-
-class _Canvas:
-    """The person being painted back to front, with its LIP labels and DensePose I/U/V."""
-
-    def __init__(self, background: np.ndarray):
-        self.height, self.width = background.shape[:2]
-        self.person = background
-        self.parse = np.zeros((self.height, self.width), np.uint8)
-        self.part = np.zeros((self.height, self.width), np.uint8)
-        self.uv = np.zeros((self.height, self.width, 2), np.float32)
-
-    def paint(self, box, mask, colour, label: int, part: str | None = None, u=None, v=None):
-        region = self.person[box]
-        region[mask] = np.broadcast_to(colour, region.shape)[mask]
-        self.parse[box][mask] = label
-        if part is not None:
-            self.part[box][mask] = DENSEPOSE_PARTS.index(part)
-            self.uv[box][..., 0][mask] = np.broadcast_to(u, mask.shape)[mask]
-            self.uv[box][..., 1][mask] = np.broadcast_to(v, mask.shape)[mask]
-
-    def capsule(self, a, b, radius: float, colour, label: int, part: str) -> None:
-        box = box_around([a, b], radius + 1, self.height, self.width)
-        y, x = grid(box)
-        s, t, distance = segment_frame(x, y, a, b)
-        length = max(float(np.hypot(*(b - a))), 1e-6)
-        self.paint(box, distance <= radius, colour * _limb_shade(t, radius), label, part,
-                   s / length, t / radius / 2 + 0.5)
-
-    def ellipse(self, centre, rx: float, ry: float, colour, label: int, part: str | None = None):
-        box = box_around([centre], max(rx, ry) + 1, self.height, self.width)
-        y, x = grid(box)
-        u, v = (x - centre[0]) / rx / 2 + 0.5, (y - centre[1]) / ry / 2 + 0.5
-        self.paint(box, ellipse(x, y, centre[0], centre[1], rx, ry), colour, label, part, u, v)
-
-
-def _paint_body(canvas: _Canvas, body: Body) -> None:
-    """Everything behind the garment: hair, torso, trousers, legs, neck, head."""
-    height, width = canvas.height, canvas.width
-    hx, hy, hrx, hry = body.head
-    if body.hair_style == "long":
-        canvas.ellipse((hx, hy + 0.6 * hry), 1.3 * hrx, 1.6 * hry, body.hair, PARSE["hair"])
-    box = (slice(0, height), slice(0, width))
-    y, x = grid(box)
-    t = body.row_t(y)
-    half = body.torso_half(t)
-    torso = (t >= -0.02) & (t <= 1.05) & (np.abs(x - body.cx) <= half)
-    u = (x - body.cx) / (2 * half) + 0.5
-    canvas.paint(box, torso, body.skin * _limb_shade(x - body.cx, 2 * half), PARSE["neck"],
-                 "torso", u, t)
-    pelvis = (t >= 0.72) & (y <= body.hip_y + body.leg_radius) & (
-        np.abs(x - body.cx) <= body.hip_half)
-    canvas.paint(box, pelvis, body.pants, PARSE["pants"], "torso", u, t)
-    for side in SIDES:
-        hip, knee, ankle = body.leg(side)
-        canvas.capsule(hip, knee, body.leg_radius, body.pants, PARSE["pants"], f"{side} upper leg")
-        colour, label = body.pants, PARSE["pants"]
-        if body.shorts:
-            colour, label = body.skin, PARSE[f"{side}-leg"]
-        canvas.capsule(knee, ankle, body.leg_radius, colour, label, f"{side} lower leg")
-    canvas.capsule(np.array([hx, hy + 0.8 * hry]), np.array([hx, body.shoulder_y]), 0.5 * hrx,
-                   body.skin, PARSE["neck"], "torso")
-    canvas.ellipse((hx, hy), hrx, hry, body.skin, PARSE["face"], "head")
-    box = box_around([(hx, hy)], 1.5 * hry + 1, height, width)
-    y, x = grid(box)
-    hair = ellipse(x, y, hx, hy - 0.12 * hry, 1.1 * hrx, hry) & (y < hy - 0.35 * hry)
-    if body.hair_style == "bun":
-        hair |= ellipse(x, y, hx, hy - 1.1 * hry, 0.5 * hrx, 0.4 * hry)
-    canvas.paint(box, hair, body.hair, PARSE["hair"])
-    if hrx >= 4:
-        for side in SIDES:
-            eye = body.points[f"{side[0].upper()}Eye"]
-            canvas.ellipse(eye, 0.15 * hrx + 0.3, 0.15 * hry + 0.3, np.array([40.0, 30, 30]),
-                           PARSE["face"])
-
-
 def render_sample(rng: np.random.Generator, height: int, width: int) -> dict:
     """Render one ToyVITON pair in memory.
 
@@ -186,8 +94,8 @@ def render_sample(rng: np.random.Generator, height: int, width: int) -> dict:
     attributes = sample_attributes(rng)
     flat = draw_flat_garment(attributes, rng, height, width)
     points = keypoints(body, height, width, rng)
-    canvas = _Canvas(_background(rng, height, width))
-    _paint_body(canvas, body)
+    canvas = Canvas(_background(rng, height, width))
+    paint_body(canvas, body)
 
     # the garment: torso coordinates, overwritten by each sleeve where it lies
     worn = garment_map(body, flat, height, width)

@@ -30,9 +30,10 @@ SHOULDER_BAND = 0.12
 SLEEVE_MIN = 0.15
 SLEEVE_WIDTH = 0.1
 SHOULDER_EASE = 0.25
-HIP_EASE = 0.8
+HIP_EASE = 0.5
 GARMENT_TORSO_RATIO = 1.25
-SLEEVE_RATIO = 1.25
+SLEEVE_RATIO = 1.8
+SMOOTHING = 0.1
 
 
 class ThinPlateSpline(NamedTuple):
@@ -198,14 +199,14 @@ def garment_landmarks(cloth_mask: torch.Tensor) -> torch.Tensor:
     columns = torch.arange(width)[None, :]
     min_sleeve = SLEEVE_MIN * (left_x - right_x)
     return torch.stack([
-        torch.tensor([centre, (right_shoulder[1] + left_shoulder[1]) / 2]),
+        torch.tensor([(right_x + left_x) / 2, (right_shoulder[1] + left_shoulder[1]) / 2]),
         right_shoulder,
         left_shoulder,
         _sleeve_end(sleeves & (columns < centre), right_shoulder, min_sleeve),
         _sleeve_end(sleeves & (columns > centre), left_shoulder, min_sleeve),
         torch.tensor([hem_left, hem_y], dtype=torch.float32),
         torch.tensor([hem_right, hem_y], dtype=torch.float32),
-        torch.tensor([centre, hem_y], dtype=torch.float32),
+        torch.tensor([(right_x + left_x) / 2, hem_y], dtype=torch.float32),
     ])
 
 
@@ -301,7 +302,7 @@ def warp_garment(
     cloth: torch.Tensor,
     cloth_mask: torch.Tensor,
     keypoints: torch.Tensor,
-    regularization: float = 0.0,
+    smoothing: float | None = None,
     background: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp the in-shop garment onto the person: ``I_w, m_w``.
@@ -310,6 +311,9 @@ def warp_garment(
     (:func:`person_landmarks`) to its landmarks on the garment (:func:`garment_landmarks`),
     then read ``I_w(p) = I_c(f(p))`` and ``m_w(p) = [m_c(f(p)) > 0.5]`` with
     ``grid_sample``; outside ``m_w`` the warped garment is ``background`` (white).
+    The spline is regularized with ``lambda = smoothing * H * W`` (default
+    ``SMOOTHING``): a few landmarks from keypoints are approximate, and an exact
+    interpolant folds the garment when an arm crosses the torso.
     ``cloth``: (3, H, W) or (B, 3, H, W); ``cloth_mask``: (1, H, W) or (B, 1, H, W);
     ``keypoints``: BODY_25 (25, 3) or (B, 25, 3) in pixels of the same ``H x W``.
     """
@@ -324,6 +328,7 @@ def warp_garment(
     if keypoints.shape != (cloth.shape[0], 25, 3):
         raise ValueError(f"expected keypoints (B, 25, 3), got {tuple(keypoints.shape)}")
     height, width = cloth.shape[-2:]
+    regularization = (SMOOTHING if smoothing is None else smoothing) * height * width
     grids = []
     for mask, points in zip(cloth_mask, keypoints, strict=True):
         garment = garment_landmarks(mask)

@@ -160,6 +160,7 @@ class DecoupledMaskedAttnProcessor(nn.Module):
         garment_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> torch.Tensor:
+        """``to_out(scale_clip * A_clip + scale_vae * M * A_vae)`` (claims 2 and 3)."""
         if encoder_hidden_states is None:
             raise ValueError(f"{self.layer_name}: DecoupledMaskedAttnProcessor needs "
                              "encoder_hidden_states (it replaces cross-attention only)")
