@@ -7,7 +7,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 BUILD := _build
 export GARDIFF_DATA ?= $(CURDIR)/data
-export MPLBACKEND := Agg
 
 .PHONY: venv data book test unit notebooks-check reproduce clean
 
