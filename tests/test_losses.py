@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
+from imaging import gaussian_blur
 
 from gardiffmini.features import OrientedFilterBank, VGG16Features, default_features
 from gardiffmini.losses import (
@@ -21,16 +22,6 @@ from gardiffmini.losses import (
 )
 
 H, W = 64, 48
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = int(math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    kernel = torch.outer(g, g) / g.sum() ** 2
-    c = images.shape[1]
-    padded = F.pad(images, (radius,) * 4, mode="reflect")
-    return F.conv2d(padded, kernel[None, None].repeat(c, 1, 1, 1), groups=c)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from imaging import gaussian_blur
 
 from gardiffmini import metrics
 from gardiffmini.features import ToyVitonFeatureNet, train_feature_net
@@ -27,16 +27,6 @@ from gardiffmini.metrics import (
 )
 
 H, W = 64, 48
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = int(math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    kernel = torch.outer(g, g) / g.sum() ** 2
-    c = images.shape[1]
-    padded = F.pad(images, (radius,) * 4, mode="reflect")
-    return F.conv2d(padded, kernel[None, None].repeat(c, 1, 1, 1), groups=c)
 
 
 @pytest.fixture
