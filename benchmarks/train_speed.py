@@ -45,7 +45,8 @@ def measure(variant_name: str, profile, cache, vae, steps: int, warmup: int, dev
         generator = step_generator(0, step)
         index = torch.randint(0, len(cache["x0"]), (profile.batch_size,), generator=generator)
         loss = train.diffusion_step_loss(unet, adapter, cache, index, generator, scheduler,
-                                         variant, vae=vae, features=features)["loss"]
+                                         variant, vae=vae, features=features,
+                                         appearance_samples=profile.appearance_samples)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

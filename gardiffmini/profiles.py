@@ -53,6 +53,8 @@ class Profile:
     sample_steps: int
     guidance_scale: float
     n_eval: int
+    # the appearance loss decodes this many samples of each batch (0: all, as the paper)
+    appearance_samples: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -84,7 +86,7 @@ PROFILES: dict[str, Profile] = {
         cross_attention_dim=32, clip_tokens=2,
         batch_size=8, encoder_steps=20, probe_steps=20, diffusion_steps=20,
         learning_rate=1e-3, warmup_steps=5,
-        sample_steps=5, guidance_scale=2.0, n_eval=8,
+        sample_steps=5, guidance_scale=2.0, n_eval=8, appearance_samples=2,
     ),
     "cpu": Profile(
         name="cpu", height=128, width=96, n_train=2000, n_test=128,
@@ -94,7 +96,7 @@ PROFILES: dict[str, Profile] = {
         cross_attention_dim=64, clip_tokens=4,
         batch_size=8, encoder_steps=400, probe_steps=300, diffusion_steps=1000,
         learning_rate=5e-4, warmup_steps=50,
-        sample_steps=25, guidance_scale=2.0, n_eval=32,
+        sample_steps=25, guidance_scale=2.0, n_eval=32, appearance_samples=2,
     ),
     "gpu": Profile(
         name="gpu", height=256, width=192, n_train=10000, n_test=512,

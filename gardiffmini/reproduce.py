@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from gardiffmini import metrics
 from gardiffmini.data import layout
@@ -24,10 +26,11 @@ from gardiffmini.data.garments import CATEGORIES, COLOR_NAMES, PATTERNS
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.features import ToyVitonFeatureNet, train_feature_net
+from gardiffmini.losses import sobel_edges
 from gardiffmini.paths import data_root as default_data_root
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import Run
-from gardiffmini.train import VARIANTS, get_variant, train_variant
+from gardiffmini.train import VARIANTS, train_variant
 
 PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-side table
     "base": {"SSIM": 0.809, "LPIPS": 0.117, "FID_p": 10.03, "KID_p": 0.190, "FID_u": 10.96,
@@ -39,20 +42,39 @@ PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-sid
     "base+gfa+al": {"SSIM": 0.912, "LPIPS": 0.036, "FID_p": 6.02, "KID_p": 0.019, "FID_u": 7.89,
                     "KID_u": 0.027},
 }
+SAMPLES_FILE = "samples-unpaired.safetensors"  # reproduce's try-on images (seed 0), per variant
 ATTRIBUTES = {"pattern": PATTERNS, "category": CATEGORIES, "colour": COLOR_NAMES}
+HIGHER_IS_BETTER = {  # the direction of every metric that evaluate_pipeline reports
+    "SSIM": True, "LPIPS": False, "garment_detail_error": False, "hf_energy_ratio": True,
+    "attribute_accuracy_p": True, "attribute_accuracy_u": True, "FID_toy_p": False,
+    "KID_toy_p": False, "FID_toy_u": False, "KID_toy_u": False,
+}
+
+
+def _attribute_value(row: dict, attribute: str) -> str:
+    """The class name of one attribute of a ``cloth-attributes.json`` row (colour: the first)."""
+    return row["colors"][0] if attribute == "colour" else row[attribute]
 
 
 def attribute_labels(root: Path | str, split: str, cloth_names: list[str]) -> dict:
-    """Class indices of the pattern, category and first colour of each named garment."""
+    """Class indices ``(N,)`` of the pattern, category and first colour of each named garment.
+
+    Read from ToyVITON's ``<split>/cloth-attributes.json``; the classes are :data:`ATTRIBUTES`.
+    """
     path = Path(root) / split / layout.ATTRIBUTES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; expected ToyVITON's garment attributes "
+                                "(real VITON-HD has none: the attribute metrics need ToyVITON)")
     table = json.loads(path.read_text())
-    rows = [table[layout.CLOTH_FILES["cloth"].format(stem=layout.stem(n))] for n in cloth_names]
+    keys = [layout.CLOTH_FILES["cloth"].format(stem=layout.stem(name)) for name in cloth_names]
+    missing = [key for key in keys if key not in table]
+    if missing:
+        raise KeyError(f"{path} has no attributes for the garments {missing[:5]}")
     return {
-        name: torch.tensor([values.index(row[key]) for row in rows])
-        for name, (key, values) in {
-            "pattern": ("pattern", PATTERNS), "category": ("category", CATEGORIES),
-        }.items()
-    } | {"colour": torch.tensor([COLOR_NAMES.index(row["colors"][0]) for row in rows])}
+        attribute: torch.tensor([classes.index(_attribute_value(table[key], attribute))
+                                 for key in keys], dtype=torch.long)
+        for attribute, classes in ATTRIBUTES.items()
+    }
 
 
 def _stack(dataset: VitonHD, n: int, keys: tuple[str, ...]) -> dict:
@@ -114,8 +136,8 @@ def evaluation_sets(root: Path, profile: Profile) -> dict[str, dict[str, torch.T
 def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
                       net: ToyVitonFeatureNet | None = None, sets: dict | None = None) -> dict:
     """All metrics of one trained pipeline on the test split, paired and unpaired."""
-    sets = sets or evaluation_sets(root, profile)
-    net = net or feature_net(profile, root)
+    sets = evaluation_sets(root, profile) if sets is None else sets
+    net = feature_net(profile, root) if net is None else net
     paired, unpaired = sets["paired"], sets["unpaired"]
     real = paired["person"].add(1).div(2)
     generated = {name: try_on(pipeline, s, profile, seed) for name, s in sets.items()}
@@ -205,7 +227,7 @@ def summarize(per_seed: dict[str, list[dict]]) -> dict[str, dict[str, dict[str, 
 
 
 TABLE_COLUMNS = (
-    ("SSIM", "SSIM ↑"), ("garment_detail_error", "detail err ↓"),
+    ("SSIM", "SSIM ↑"), ("LPIPS", "LPIPS ↓"), ("garment_detail_error", "detail err ↓"),
     ("hf_energy_ratio", "HF kept ↑"), ("FID_toy_p", "FID_toy p ↓"), ("KID_toy_p", "KID_toy p ↓"),
     ("FID_toy_u", "FID_toy u ↓"), ("KID_toy_u", "KID_toy u ↓"),
     ("attribute_accuracy_u", "attr acc u ↑"),
@@ -213,13 +235,15 @@ TABLE_COLUMNS = (
 
 
 def ablation_table(summary: dict) -> str:
-    """The ablation as a markdown table, ``mean ± std`` over seeds."""
-    head = "| variant | " + " | ".join(title for _, title in TABLE_COLUMNS) + " |"
-    rule = "|---" * (len(TABLE_COLUMNS) + 1) + "|"
+    """The ablation as a markdown table, ``mean ± std`` over seeds (LPIPS only if measured)."""
+    first = next(iter(summary.values()))
+    columns = [(key, title) for key, title in TABLE_COLUMNS if key in first]
+    head = "| variant | " + " | ".join(title for _, title in columns) + " |"
+    rule = "|---" * (len(columns) + 1) + "|"
     rows = [
         f"| {VARIANTS[v].name} | " + " | ".join(
             f"{summary[v][key]['mean']:.3f} ± {summary[v][key]['std']:.3f}"
-            for key, _ in TABLE_COLUMNS) + " |"
+            for key, _ in columns) + " |"
         for v in summary
     ]
     return "\n".join([head, rule, *rows])
@@ -233,15 +257,102 @@ def paper_table() -> str:
     return "\n".join(["| variant | " + " | ".join(keys) + " |", "|---" * 7 + "|", *rows])
 
 
+def fine_detail_box(warped_cloth: torch.Tensor, warped_mask: torch.Tensor,
+                    size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the garment window with the most fine detail.
+
+    The window of ``size`` where the warped garment ``I_w`` (``(3, H, W)`` in [-1, 1]) has the
+    largest mean Sobel magnitude inside its mask ``m_w`` (``(1, H, W)``, eroded by two pixels so
+    that the garment's outline does not count): stripes, text and logos, where blur shows first.
+    """
+    height, width = size
+    if warped_cloth.ndim != 3 or warped_mask.shape != (1, *warped_cloth.shape[-2:]):
+        raise ValueError(f"warped_cloth must be (3, H, W) and warped_mask (1, H, W); got "
+                         f"{tuple(warped_cloth.shape)} and {tuple(warped_mask.shape)}")
+    if not (0 < height <= warped_cloth.shape[-2] and 0 < width <= warped_cloth.shape[-1]):
+        raise ValueError(f"size {size} must fit in the image {tuple(warped_cloth.shape[-2:])}")
+    gx, gy = sobel_edges(warped_cloth[None])
+    inside = -F.max_pool2d(-warped_mask[None], 5, stride=1, padding=2)  # eroded: no outline
+    magnitude = torch.sqrt(gx**2 + gy**2).mean(dim=1, keepdim=True) * inside
+    window_sums = F.avg_pool2d(magnitude, (height, width), stride=1)[0, 0]
+    top, left = divmod(int(window_sums.argmax()), window_sums.shape[1])
+    return top, left, height, width
+
+
+def qualitative_grid(sets_unpaired: dict, samples: dict[str, torch.Tensor],
+                     names: dict[str, str], n: int = 3, zoom: int = 4):
+    """The qualitative figure: person | garment | each variant, with zoom-ins on fine detail.
+
+    ``sets_unpaired``: the unpaired evaluation set (:func:`evaluation_sets`), ``samples``:
+    each variant's try-on images ``(N, 3, H, W)`` in [0, 1], ``names``: their titles. Two rows
+    per person: the full images, then a ``1/zoom`` crop (the window of
+    :func:`fine_detail_box`, outlined above) of the warped garment and of every result.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    if not samples or set(samples) != set(names):
+        raise ValueError(f"samples {sorted(samples)} and names {sorted(names)} must name the "
+                         "same, non-empty set of variants")
+    n = min(n, *(len(images) for images in samples.values()))
+    height, width = sets_unpaired["person"].shape[-2:]
+    size = (max(4, height // zoom), max(4, width // zoom))
+    columns = 2 + len(samples)
+    panel = 1.5  # inches per panel's width
+    fig, axes = plt.subplots(2 * n, columns, squeeze=False,
+                             figsize=(panel * columns, 2 * n * panel * height / width + 0.6))
+    for row in range(n):
+        top, left, h, w = fine_detail_box(sets_unpaired["warped_cloth"][row],
+                                          sets_unpaired["warped_mask"][row], size)
+        person = sets_unpaired["person"][row].add(1).div(2)
+        cloth = sets_unpaired["cloth"][row].add(1).div(2)
+        warped = sets_unpaired["warped_cloth"][row].add(1).div(2)
+        full = [("person", person), ("garment", cloth),
+                *((names[v], images[row]) for v, images in samples.items())]
+        crops = [(None, None), ("warped garment", warped),
+                 *((names[v], images[row]) for v, images in samples.items())]
+        for col, (title, image) in enumerate(full):
+            ax = axes[2 * row, col]
+            ax.imshow(image.clamp(0, 1).permute(1, 2, 0).numpy())
+            ax.set_title(title, fontsize=7)
+            if col >= 2:
+                ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False,
+                                       edgecolor="yellow", linewidth=1))
+        for col, (title, image) in enumerate(crops):
+            ax = axes[2 * row + 1, col]
+            if image is not None:
+                crop = image[:, top:top + h, left:left + w].clamp(0, 1)
+                ax.imshow(crop.permute(1, 2, 0).numpy(), interpolation="nearest")
+                ax.set_title(f"zoom: {title}", fontsize=7)
+        for ax in axes[2 * row:2 * row + 2].flat:
+            ax.axis("off")
+    fig.suptitle("Unpaired try-on: every variant on the same persons and garments "
+                 "(zoom: the most detailed garment window)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | None = None,
               data_root: Path | str | None = None, variants: tuple[str, ...] = tuple(VARIANTS),
-              ) -> Path:
-    """Train and evaluate every variant for ``seeds`` seeds; write table, figure and JSON."""
-    from gardiffmini.viz import qualitative_grid
+              progress: bool = True) -> Path:
+    """Train (or reuse) and evaluate every variant for ``seeds`` seeds; write the results.
 
+    Writes into ``out`` (default ``<data root>/reproduce-<profile>``): ``ablation.md`` (mean
+    ± std over seeds), ``qualitative.png`` (:func:`qualitative_grid`, seed 0), the unpaired
+    try-on images of seed 0 behind it (:data:`SAMPLES_FILE`, one tensor per variant) and
+    ``ablation.json`` (the summary, every per-seed number, the paper's numbers and the
+    provenance with each metric's toolchain). Returns ``out``.
+    """
+    import matplotlib.pyplot as plt
+
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1; got {seeds}")
     start = time.perf_counter()
     profile = get_profile(profile)
-    root = Path(data_root) if data_root else ensure_toyviton(profile)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; expected names from {sorted(VARIANTS)}")
+    root = Path(data_root) if data_root else ensure_toyviton(profile, progress=progress)
     out = Path(out) if out else default_data_root() / f"reproduce-{profile.name}"
     out.mkdir(parents=True, exist_ok=True)
     sets, net = evaluation_sets(root, profile), feature_net(profile, root)
@@ -249,7 +360,9 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     samples: dict[str, torch.Tensor] = {}
     for variant in variants:
         for seed in range(seeds):
-            pipeline = train_variant(get_variant(variant), profile, seed=seed, data_root=root)
+            pipeline = train_variant(variant, profile, seed=seed, data_root=root,
+                                     progress=progress)
+            pipeline.set_progress_bar_config(disable=True)
             result = evaluate_pipeline(pipeline, profile, root, seed=seed, net=net, sets=sets)
             per_seed.setdefault(variant, []).append(result["metrics"])
             if seed == 0:
@@ -257,9 +370,13 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     summary = summarize(per_seed)
     table = ablation_table(summary)
     (out / "ablation.md").write_text(table + "\n")
+    save_file({v: images.contiguous() for v, images in samples.items()},
+              str(out / SAMPLES_FILE))
     figure = qualitative_grid(sets["unpaired"], samples, {v: VARIANTS[v].name for v in samples})
     figure.savefig(out / "qualitative.png", dpi=150, bbox_inches="tight")
-    record = {"summary": summary, "per_seed": per_seed,
+    plt.close(figure)
+    record = {"summary": summary, "per_seed": per_seed, "table": table,
+              "paper": PAPER_ABLATION,
               "provenance": provenance(profile, list(range(seeds)), time.perf_counter() - start)}
     (out / "ablation.json").write_text(json.dumps(record, indent=2))
     return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,7 +219,8 @@ def fit(
     global torch seed is also set per step (for dropout). A finished run is only loaded.
     A non-finite loss raises :class:`NonFiniteLossError` and leaves the last good
     checkpoint in place. ``accelerator`` (an ``accelerate.Accelerator``) handles devices,
-    mixed precision and several processes. Returns the logged history.
+    mixed precision and several processes. The summary in ``metrics.json`` gets the training
+    wall time and steps/s of the last session. Returns the logged history.
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     unwrap = accelerator.unwrap_model if accelerator is not None else (lambda m: m)
@@ -238,6 +240,7 @@ def fit(
         range(start, total_steps), initial=start, total=total_steps,
         desc=desc or run.folder.name, disable=not (progress and is_main),
     )
+    started = time.perf_counter()
     for step in bar:
         torch.manual_seed(step_seed(run.seed, step))
         logs = loss_fn(step)
@@ -270,6 +273,12 @@ def fit(
     if is_main:
         if not (run.folder / "model.safetensors").exists():
             run.save(total_steps, plain, optimizer, lr_scheduler, history)
+        seconds = time.perf_counter() - started
+        earlier = run.metrics["summary"].get("train_seconds", 0.0)
+        run.write_metrics(summary={
+            "train_seconds": round(earlier + seconds, 2),
+            "steps_per_s": round((total_steps - start) / seconds, 3) if seconds else None,
+        })
         run.finish(total_steps)
     if accelerator is not None:
         accelerator.wait_for_everyone()

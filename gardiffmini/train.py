@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.features import default_features
-from gardiffmini.losses import gardiff_loss, noise_mse
+from gardiffmini.losses import FrozenDecoder, gardiff_loss, noise_mse
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
 from gardiffmini.models.unet import make_unet
@@ -132,12 +132,13 @@ def run_config(profile: Profile, variant: Variant, steps: int, encoders_id: str)
 def diffusion_step_loss(
     unet, adapter, cache: dict[str, torch.Tensor], index: torch.Tensor,
     generator: torch.Generator, scheduler: DDPMScheduler, variant: Variant, vae=None,
-    features=None,
+    features=None, appearance_samples: int = 0,
 ) -> dict[str, torch.Tensor]:
     """The loss of one training step on the cached pairs ``index``.
 
     Noise-prediction MSE (the epsilon objective), plus, for ``+AL`` variants,
-    ``lambda * (L_spatial + L_high_freq)`` on the decoded DDIM estimate of x0.
+    ``lambda * (L_spatial + L_high_freq)`` on the decoded DDIM estimate of x0 (of the first
+    ``appearance_samples`` samples of the batch; 0: all).
     """
     device = next(unet.parameters()).device
     batch = {key: value[index].to(device) for key, value in cache.items()}
@@ -157,8 +158,9 @@ def diffusion_step_loss(
     target = batch["person"].float() / 127.5 - 1
     losses = gardiff_loss(
         eps, noise, x_t, timesteps, scheduler.alphas_cumprod.to(device), target,
-        batch["warped_mask"], decoder=lambda z: vae.decode(z).sample, features=features,
+        batch["warped_mask"], decoder=FrozenDecoder(vae), features=features,
         lam=variant.appearance_weight, scaling_factor=vae.config.scaling_factor,
+        appearance_samples=appearance_samples or None,
     )
     return {"loss": losses["total"], "mse": losses["mse"], "spatial": losses["spatial"],
             "high_freq": losses["high_freq"]}
@@ -197,7 +199,8 @@ def train_variant(
             index = torch.randint(0, len(cache["x0"]), (profile.batch_size,), generator=generator)
             with accelerator.autocast():
                 return diffusion_step_loss(unet, adapter, cache, index, generator, scheduler,
-                                           variant, vae=vae, features=features)
+                                           variant, vae=vae, features=features,
+                                           appearance_samples=profile.appearance_samples)
 
         fit(run, {"unet": unet, "adapter": adapter}, optimizer, loss_fn, steps, lr_schedule,
             accelerator=accelerator, desc=f"{variant.name} ({profile.name})", progress=progress)

@@ -334,3 +334,21 @@ def test_spatial_loss_with_vgg16_and_learned_weights_is_torchmetrics_dists(monke
     expected = tm_dists.DISTSNetwork()(x, y).mean()
     torch.testing.assert_close(spatial_loss(2 * x - 1, 2 * y - 1, None, ours), expected,
                                rtol=1e-4, atol=1e-6)
+
+
+def test_appearance_samples_takes_the_appearance_terms_on_the_first_samples(textured):
+    image, mask = textured
+    scheduler = DDPMScheduler()
+    generator = torch.Generator().manual_seed(1)
+    latents = torch.randn(2, 3, H, W, generator=generator)
+    eps = torch.randn(2, 3, H, W, generator=generator)
+    timesteps = torch.tensor([10, 500])
+    x_t = scheduler.add_noise(latents, eps, timesteps)
+    common = dict(alphas_cumprod=scheduler.alphas_cumprod, decoder=lambda z: z,
+                  features=default_features(), lam=0.5)
+    first = gardiff_loss(eps * 0.9, eps, x_t, timesteps, target_images=image,
+                         garment_mask=mask, appearance_samples=1, **common)
+    only_first = gardiff_loss(eps[:1] * 0.9, eps[:1], x_t[:1], timesteps[:1],
+                              target_images=image[:1], garment_mask=mask[:1], **common)
+    torch.testing.assert_close(first["appearance"], only_first["appearance"])
+    torch.testing.assert_close(first["mse"], noise_mse(eps * 0.9, eps))

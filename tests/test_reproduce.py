@@ -1,0 +1,177 @@
+"""The reproduction of GarDiff's ablation: labels, summaries, tables, the figure, end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+from diffusers import DDIMScheduler
+from safetensors.torch import load_file
+
+from gardiffmini import reproduce as reproduce_module
+from gardiffmini.data import layout
+from gardiffmini.data.garments import CATEGORIES, COLOR_NAMES, PATTERNS
+from gardiffmini.features import ToyVitonFeatureNet
+from gardiffmini.models.encoders import build_tokenizer, clip_image_encoder, make_clip, make_vae
+from gardiffmini.pipeline import GarDiffPipeline
+from gardiffmini.profiles import get_profile
+from gardiffmini.reproduce import (
+    ATTRIBUTES,
+    HIGHER_IS_BETTER,
+    PAPER_ABLATION,
+    SAMPLES_FILE,
+    ablation_table,
+    attribute_labels,
+    evaluation_sets,
+    fine_detail_box,
+    paper_table,
+    provenance,
+    qualitative_grid,
+    reproduce,
+    summarize,
+)
+from gardiffmini.train import VARIANTS, build_model, noise_scheduler
+
+matplotlib.use("Agg")
+
+
+def test_attribute_labels_match_the_attributes_file(toyviton_root: Path) -> None:
+    table = json.loads((toyviton_root / "test" / layout.ATTRIBUTES_FILE).read_text())
+    names = sorted(table)[:3]
+    labels = attribute_labels(toyviton_root, "test", names)
+    assert set(labels) == {"pattern", "category", "colour"}
+    for i, name in enumerate(names):
+        assert PATTERNS[labels["pattern"][i]] == table[name]["pattern"]
+        assert CATEGORIES[labels["category"][i]] == table[name]["category"]
+        assert COLOR_NAMES[labels["colour"][i]] == table[name]["colors"][0]
+    assert all(v.dtype == torch.long and v.shape == (3,) for v in labels.values())
+
+
+def test_attribute_labels_errors_name_the_file(toyviton_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="cloth-attributes.json"):
+        attribute_labels(tmp_path, "test", ["00000_00.jpg"])
+    with pytest.raises(KeyError, match="99999_00.jpg"):
+        attribute_labels(toyviton_root, "test", ["99999_00.jpg"])
+
+
+def test_summarize_mean_and_spread() -> None:
+    per_seed = {"base": [{"SSIM": 0.5, "FID_toy_p": 2.0}, {"SSIM": 0.7, "FID_toy_p": 4.0}]}
+    summary = summarize(per_seed)
+    assert summary["base"]["SSIM"]["mean"] == pytest.approx(0.6)
+    assert summary["base"]["SSIM"]["std"] == pytest.approx(0.1)  # population std over seeds
+    assert summary["base"]["FID_toy_p"] == {"mean": pytest.approx(3.0), "std": pytest.approx(1.0)}
+
+
+def _summary(with_lpips: bool) -> dict:
+    keys = [k for k in HIGHER_IS_BETTER if with_lpips or k != "LPIPS"]
+    return {v: {k: {"mean": 0.1 * i + 0.0004, "std": 0.01} for k in keys}
+            for i, v in enumerate(VARIANTS)}
+
+
+def test_ablation_table_rows_and_columns() -> None:
+    table = ablation_table(_summary(with_lpips=False)).splitlines()
+    assert len(table) == 2 + len(VARIANTS)
+    assert "SSIM ↑" in table[0] and "LPIPS" not in table[0]
+    assert table[2].startswith("| Base | 0.000 ± 0.010")
+    assert table[-1].startswith("| Base + GFA + AL | 0.300 ± 0.010")
+    assert all(row.count("|") == table[0].count("|") for row in table)
+    assert "LPIPS ↓" in ablation_table(_summary(with_lpips=True)).splitlines()[0]
+
+
+def test_paper_table_holds_the_papers_numbers() -> None:
+    table = paper_table().splitlines()
+    assert len(table) == 2 + len(PAPER_ABLATION)
+    assert table[-1] == "| Base + GFA + AL | 0.912 | 0.036 | 6.02 | 0.019 | 7.89 | 0.027 |"
+
+
+def test_fine_detail_box_finds_the_stripes() -> None:
+    image = -torch.ones(3, 32, 24)
+    image[:, 16:28:2, 4:12] = 1.0  # stripes in the lower left of the garment
+    mask = torch.zeros(1, 32, 24)
+    mask[:, 4:30, 2:22] = 1.0
+    top, left, height, width = fine_detail_box(image, mask, (8, 6))
+    assert (height, width) == (8, 6)
+    assert 14 <= top <= 22 and 2 <= left <= 8
+    with pytest.raises(ValueError, match="warped_mask"):
+        fine_detail_box(image, mask[0], (8, 6))
+    with pytest.raises(ValueError, match="must fit"):
+        fine_detail_box(image, mask, (40, 6))
+
+
+def test_qualitative_grid_layout(toyviton_root: Path) -> None:
+    profile = get_profile("ci", n_eval=3)
+    unpaired = evaluation_sets(toyviton_root, profile)["unpaired"]
+    samples = {v: torch.rand(3, 3, *profile.image_size) for v in ("base", "base+gfa")}
+    names = {v: VARIANTS[v].name for v in samples}
+    figure = qualitative_grid(unpaired, samples, names, n=2)
+    assert len(figure.axes) == 2 * 2 * (2 + len(samples))
+    assert figure.axes[2].get_title() == "Base"
+    assert figure.axes[len(samples) + 3].get_title() == "zoom: warped garment"
+    with pytest.raises(ValueError, match="same"):
+        qualitative_grid(unpaired, samples, {"base": "Base"})
+
+
+def test_provenance_records_where_and_how() -> None:
+    record = provenance(get_profile("ci"), [0, 1], 12.34)
+    assert record["profile"] == "ci" and record["seeds"] == [0, 1]
+    assert record["wall_time_s"] == 12.3
+    assert "SSIM" in record["toolchain"] and record["device"]
+
+
+def test_reproduce_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="seeds"):
+        reproduce("ci", seeds=0)
+    with pytest.raises(ValueError, match="unknown variants"):
+        reproduce("ci", seeds=1, variants=("base", "base+xyz"))
+
+
+def _untrained_pipeline(variant: str, profile) -> GarDiffPipeline:
+    """A pipeline of the variant's architecture at ``profile``, weights as initialised."""
+    torch.manual_seed(0)
+    unet, adapter = build_model(profile, VARIANTS[variant])
+    encoder = clip_image_encoder(make_clip(profile, build_tokenizer()))
+    return GarDiffPipeline(unet=unet.eval(), vae=make_vae(profile).eval(),
+                           image_encoder=encoder.eval(), adapter=adapter.eval(),
+                           scheduler=DDIMScheduler.from_config(noise_scheduler().config))
+
+
+def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every variant evaluated, tabulated, drawn and recorded; training is stubbed (too slow
+    for a unit test: the ci notebook of chapter 7 runs the real thing)."""
+    profile = get_profile("ci", n_eval=2, sample_steps=1, guidance_scale=1.0)
+    trained = []
+
+    def fake_train_variant(variant, profile, seed, data_root, progress):
+        assert Path(data_root) == toyviton_root
+        trained.append((variant, seed))
+        return _untrained_pipeline(variant, profile)
+
+    attributes = {name: len(values) for name, values in ATTRIBUTES.items()}
+    monkeypatch.setattr(reproduce_module, "train_variant", fake_train_variant)
+    monkeypatch.setattr(reproduce_module, "feature_net",
+                        lambda profile, root: ToyVitonFeatureNet(attributes, width=8).eval())
+    out = reproduce(profile, seeds=2, out=tmp_path / "out", data_root=toyviton_root,
+                    variants=("base", "base+gfa+al"), progress=False)
+    assert trained == [("base", 0), ("base", 1), ("base+gfa+al", 0), ("base+gfa+al", 1)]
+    record = json.loads((out / "ablation.json").read_text())
+    assert list(record["summary"]) == ["base", "base+gfa+al"]
+    for variant, metrics in record["summary"].items():
+        runs = record["per_seed"][variant]
+        assert len(runs) == 2
+        assert {"SSIM", "garment_detail_error", "FID_toy_u", "KID_toy_u",
+                "attribute_accuracy_u"} <= set(metrics)
+        assert metrics["SSIM"]["mean"] == pytest.approx((runs[0]["SSIM"] + runs[1]["SSIM"]) / 2)
+        assert all(math.isfinite(m["mean"]) for m in metrics.values())
+        assert 0 < metrics["SSIM"]["mean"] <= 1
+    assert record["provenance"]["profile"] == "ci" and record["provenance"]["seeds"] == [0, 1]
+    assert record["paper"] == PAPER_ABLATION
+    assert (out / "ablation.md").read_text().strip() == record["table"]
+    assert (out / "qualitative.png").stat().st_size > 0
+    samples = load_file(str(out / SAMPLES_FILE))
+    assert set(samples) == {"base", "base+gfa+al"}
+    assert samples["base"].shape == (2, 3, *profile.image_size)
