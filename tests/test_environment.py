@@ -1,8 +1,11 @@
 """environment.yml lists the same dependencies as pyproject.toml."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 
