@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from gardiffmini import metrics
 from gardiffmini.data import layout
@@ -29,8 +29,8 @@ from gardiffmini.features import ToyVitonFeatureNet, train_feature_net
 from gardiffmini.losses import sobel_edges
 from gardiffmini.paths import data_root as default_data_root
 from gardiffmini.profiles import Profile, get_profile
-from gardiffmini.runs import Run
-from gardiffmini.train import VARIANTS, train_variant
+from gardiffmini.runs import Run, config_hash
+from gardiffmini.train import VARIANTS, train_variant, weights_hash
 
 PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-side table
     "base": {"SSIM": 0.809, "LPIPS": 0.117, "FID_p": 10.03, "KID_p": 0.190, "FID_u": 10.96,
@@ -44,10 +44,11 @@ PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-sid
 }
 SAMPLES_FILE = "samples-unpaired.safetensors"  # reproduce's try-on images (seed 0), per variant
 ATTRIBUTES = {"pattern": PATTERNS, "category": CATEGORIES, "colour": COLOR_NAMES}
-HIGHER_IS_BETTER = {  # the direction of every metric that evaluate_pipeline reports
+HIGHER_IS_BETTER = {  # the direction of every metric reported here and in the paper
     "SSIM": True, "LPIPS": False, "garment_detail_error": False, "hf_energy_ratio": True,
     "attribute_accuracy_p": True, "attribute_accuracy_u": True, "FID_toy_p": False,
     "KID_toy_p": False, "FID_toy_u": False, "KID_toy_u": False,
+    "FID_p": False, "KID_p": False, "FID_u": False, "KID_u": False,  # the paper's columns
 }
 
 
@@ -162,6 +163,33 @@ def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
         suffix = "p" if name == "paired" else "u"
         result[f"FID_toy_{suffix}"], result[f"KID_toy_{suffix}"] = toy["FID_toy"], toy["KID_toy"]
     return {"metrics": result, "images": generated}
+
+
+def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
+                      net: ToyVitonFeatureNet, sets: dict) -> dict:
+    """:func:`evaluate_pipeline`, stored in the pipeline's run folder and reused when asked again.
+
+    The key is everything the numbers depend on besides the run: the evaluation settings of
+    ``profile``, the data root, the feature network's weights and the metrics' toolchain.
+    """
+    key = config_hash({
+        "n_eval": profile.n_eval, "sample_steps": profile.sample_steps,
+        "guidance_scale": profile.guidance_scale, "seed": seed,
+        "root": str(Path(root).resolve()), "feature_net": weights_hash(net),
+        "toolchain": metrics.TOOLCHAIN,
+    })
+    numbers = pipeline.run.folder / f"evaluation-{key}.json"
+    images = numbers.with_suffix(".safetensors")
+    if numbers.is_file() and images.is_file():
+        return {"metrics": json.loads(numbers.read_text()), "images": load_file(str(images))}
+    result = evaluate_pipeline(pipeline, profile, root, seed=seed, net=net, sets=sets)
+    tmp = images.with_name(images.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in result["images"].items()}, str(tmp))
+    tmp.replace(images)
+    tmp = numbers.with_name(numbers.name + ".tmp")
+    tmp.write_text(json.dumps(result["metrics"], indent=2))
+    tmp.replace(numbers)
+    return result
 
 
 def evaluate_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
@@ -335,13 +363,14 @@ def qualitative_grid(sets_unpaired: dict, samples: dict[str, torch.Tensor],
 def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | None = None,
               data_root: Path | str | None = None, variants: tuple[str, ...] = tuple(VARIANTS),
               progress: bool = True) -> Path:
-    """Train (or reuse) and evaluate every variant for ``seeds`` seeds; write the results.
+    """Train and evaluate every variant for ``seeds`` seeds, reusing finished runs; write results.
 
     Writes into ``out`` (default ``<data root>/reproduce-<profile>``): ``ablation.md`` (mean
     ± std over seeds), ``qualitative.png`` (:func:`qualitative_grid`, seed 0), the unpaired
     try-on images of seed 0 behind it (:data:`SAMPLES_FILE`, one tensor per variant) and
     ``ablation.json`` (the summary, every per-seed number, the paper's numbers and the
-    provenance with each metric's toolchain). Returns ``out``.
+    provenance with each metric's toolchain). Evaluations are cached by
+    :func:`cached_evaluation`. Returns ``out``.
     """
     import matplotlib.pyplot as plt
 
@@ -363,7 +392,7 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
             pipeline = train_variant(variant, profile, seed=seed, data_root=root,
                                      progress=progress)
             pipeline.set_progress_bar_config(disable=True)
-            result = evaluate_pipeline(pipeline, profile, root, seed=seed, net=net, sets=sets)
+            result = cached_evaluation(pipeline, profile, root, seed, net, sets)
             per_seed.setdefault(variant, []).append(result["metrics"])
             if seed == 0:
                 samples[variant] = result["images"]["unpaired"]

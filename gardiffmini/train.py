@@ -177,7 +177,9 @@ def train_variant(
     root = Path(data_root) if data_root else ensure_toyviton(profile)
     vae, image_encoder = load_or_train_encoders(profile, seed=0, progress=progress)
     encoders_id = weights_hash(vae, image_encoder)
-    unet, adapter = build_model(profile, variant)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet, adapter = build_model(profile, variant)
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
                    run_config(profile, variant, steps, encoders_id))

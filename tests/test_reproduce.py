@@ -24,8 +24,10 @@ from gardiffmini.reproduce import (
     HIGHER_IS_BETTER,
     PAPER_ABLATION,
     SAMPLES_FILE,
+    TABLE_COLUMNS,
     ablation_table,
     attribute_labels,
+    evaluate_pipeline,
     evaluation_sets,
     fine_detail_box,
     paper_table,
@@ -34,6 +36,7 @@ from gardiffmini.reproduce import (
     reproduce,
     summarize,
 )
+from gardiffmini.runs import Run
 from gardiffmini.train import VARIANTS, build_model, noise_scheduler
 
 matplotlib.use("Agg")
@@ -146,15 +149,28 @@ def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
     profile = get_profile("ci", n_eval=2, sample_steps=1, guidance_scale=1.0)
     trained = []
 
+    evaluated = []
+
     def fake_train_variant(variant, profile, seed, data_root, progress):
         assert Path(data_root) == toyviton_root
         trained.append((variant, seed))
-        return _untrained_pipeline(variant, profile)
+        pipeline = _untrained_pipeline(variant, profile)
+        pipeline.run = Run.open(f"fake-{variant}", profile.name, seed, {}, root=tmp_path / "runs")
+        return pipeline
+
+    def counted_evaluate_pipeline(*args, **kwargs):
+        evaluated.append(kwargs["seed"])
+        return evaluate_pipeline(*args, **kwargs)
 
     attributes = {name: len(values) for name, values in ATTRIBUTES.items()}
     monkeypatch.setattr(reproduce_module, "train_variant", fake_train_variant)
-    monkeypatch.setattr(reproduce_module, "feature_net",
-                        lambda profile, root: ToyVitonFeatureNet(attributes, width=8).eval())
+    monkeypatch.setattr(reproduce_module, "evaluate_pipeline", counted_evaluate_pipeline)
+
+    def fake_feature_net(profile, root):
+        torch.manual_seed(0)
+        return ToyVitonFeatureNet(attributes, width=8).eval()
+
+    monkeypatch.setattr(reproduce_module, "feature_net", fake_feature_net)
     out = reproduce(profile, seeds=2, out=tmp_path / "out", data_root=toyviton_root,
                     variants=("base", "base+gfa+al"), progress=False)
     assert trained == [("base", 0), ("base", 1), ("base+gfa+al", 0), ("base+gfa+al", 1)]
@@ -175,3 +191,14 @@ def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
     samples = load_file(str(out / SAMPLES_FILE))
     assert set(samples) == {"base", "base+gfa+al"}
     assert samples["base"].shape == (2, 3, *profile.image_size)
+    assert len(evaluated) == 4
+    again = reproduce(profile, seeds=2, out=tmp_path / "again", data_root=toyviton_root,
+                      variants=("base", "base+gfa+al"), progress=False)
+    assert len(evaluated) == 4  # every evaluation was cached in its run folder
+    assert json.loads((again / "ablation.json").read_text())["summary"] == record["summary"]
+
+
+def test_every_reported_metric_has_a_direction() -> None:
+    reported = {key for key, _ in TABLE_COLUMNS} | set(PAPER_ABLATION["base"])
+    assert reported <= set(HIGHER_IS_BETTER)
+    assert HIGHER_IS_BETTER["SSIM"] and not HIGHER_IS_BETTER["FID_toy_u"]
