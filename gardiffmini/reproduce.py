@@ -368,8 +368,9 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     Writes into ``out`` (default ``<data root>/reproduce-<profile>``): ``ablation.md`` (mean
     ± std over seeds), ``qualitative.png`` (:func:`qualitative_grid`, seed 0), the unpaired
     try-on images of seed 0 behind it (:data:`SAMPLES_FILE`, one tensor per variant) and
-    ``ablation.json`` (the summary, every per-seed number, the paper's numbers and the
-    provenance with each metric's toolchain). Evaluations are cached by
+    ``ablation.json`` (the summary, every per-seed number, the paper's numbers, each run's
+    training time and speed, and the provenance with each metric's toolchain; its wall time
+    counts this call only, the training runs it reused report their own). Evaluations are cached by
     :func:`cached_evaluation`. Returns ``out``.
     """
     import matplotlib.pyplot as plt
@@ -386,6 +387,7 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     out.mkdir(parents=True, exist_ok=True)
     sets, net = evaluation_sets(root, profile), feature_net(profile, root)
     per_seed: dict[str, list[dict]] = {}
+    training: dict[str, list[dict]] = {}
     samples: dict[str, torch.Tensor] = {}
     for variant in variants:
         for seed in range(seeds):
@@ -394,6 +396,8 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
             pipeline.set_progress_bar_config(disable=True)
             result = cached_evaluation(pipeline, profile, root, seed, net, sets)
             per_seed.setdefault(variant, []).append(result["metrics"])
+            training.setdefault(variant, []).append(
+                {"run": pipeline.run.folder.name, **pipeline.run.metrics["summary"]})
             if seed == 0:
                 samples[variant] = result["images"]["unpaired"]
     summary = summarize(per_seed)
@@ -405,7 +409,7 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     figure.savefig(out / "qualitative.png", dpi=150, bbox_inches="tight")
     plt.close(figure)
     record = {"summary": summary, "per_seed": per_seed, "table": table,
-              "paper": PAPER_ABLATION,
+              "paper": PAPER_ABLATION, "training": training,
               "provenance": provenance(profile, list(range(seeds)), time.perf_counter() - start)}
     (out / "ablation.json").write_text(json.dumps(record, indent=2))
     return out
