@@ -30,7 +30,7 @@ unit: venv
 
 notebooks-check: venv
 	$(MAKE) book PROFILE=ci
-	$(BIN)/pytest -p no:cacheprovider --nbval-lax $(BUILD)/ci/src/notebooks
+	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-cell-timeout=600 $(BUILD)/ci/src/notebooks
 
 test: unit notebooks-check
 

@@ -23,6 +23,8 @@ import papermill
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
+# seconds one cell may run before execution fails (a hung kernel must not hang CI)
+CELL_TIMEOUT = {"ci": 600}
 
 
 def stage(out: Path) -> Path:
@@ -49,6 +51,7 @@ def execute(src: Path, profile: str) -> dict[str, float]:
         papermill.execute_notebook(
             str(notebook), str(notebook), parameters={"profile": profile},
             cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
+            execution_timeout=CELL_TIMEOUT.get(profile, 4 * 3600),
         )
         timings[notebook.name] = round(time.perf_counter() - start, 1)
         print(f"  {notebook.name}: {timings[notebook.name]} s", flush=True)
