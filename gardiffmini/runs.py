@@ -43,10 +43,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+def atomic_save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None
+) -> None:
+    """Write ``tensors`` as safetensors to ``path`` atomically (temporary file, then rename)."""
     tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    save_file(tensors, str(tmp), metadata={"json": json.dumps(metadata)})
+    save_file(tensors, str(tmp), metadata={"json": json.dumps(metadata or {})})
     os.replace(tmp, path)
 
 
@@ -144,12 +147,12 @@ class Run:
             for name, module in modules.items()
             for key, value in module.state_dict().items()
         }
-        _atomic_save_tensors(self.folder / "model.safetensors", weights, {"step": step})
+        atomic_save_tensors(self.folder / "model.safetensors", weights, {"step": step})
         if optimizer is not None:
             tensors, meta = _optimizer_to_tensors(optimizer.state_dict())
             meta["lr_scheduler"] = lr_scheduler.state_dict() if lr_scheduler else None
             meta["step"] = step
-            _atomic_save_tensors(self.folder / "trainer.safetensors", tensors, meta)
+            atomic_save_tensors(self.folder / "trainer.safetensors", tensors, meta)
         if history is not None:
             self.write_metrics(history=history)
         _atomic_write_text(

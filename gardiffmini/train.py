@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from diffusers import DDIMScheduler, DDPMScheduler
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from gardiffmini.data.toyviton import ensure_toyviton
@@ -30,9 +31,17 @@ from gardiffmini.losses import FrozenDecoder, gardiff_loss, noise_mse
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
 from gardiffmini.models.unet import make_unet
+from gardiffmini.paths import runs_root
 from gardiffmini.pipeline import GarDiffPipeline, encode_latents, tryon_unet_input
 from gardiffmini.profiles import Profile, get_profile
-from gardiffmini.runs import Run, fit, step_generator, warmup_schedule
+from gardiffmini.runs import (
+    Run,
+    atomic_save_tensors,
+    config_hash,
+    fit,
+    step_generator,
+    warmup_schedule,
+)
 
 CONDITION_DROP = 0.05  # the paper drops the garment conditions with p = 0.05 (for CFG)
 
@@ -221,11 +230,6 @@ def cached_training_set(
     root: Path, profile: Profile, vae, image_encoder, encoders_id: str
 ) -> dict[str, torch.Tensor]:
     """:func:`encode_split` of the training pairs, cached on disk next to the runs."""
-    from safetensors.torch import load_file, save_file
-
-    from gardiffmini.paths import runs_root
-    from gardiffmini.runs import config_hash
-
     key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,
                        "size": profile.image_size})
     path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
@@ -234,7 +238,5 @@ def cached_training_set(
     dataset = VitonHD(root, split="train", pairing="paired", size=profile.image_size)
     cache = encode_split(dataset, vae, image_encoder, desc="caching latents")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({key: value.contiguous() for key, value in cache.items()}, str(tmp))
-    tmp.replace(path)
+    atomic_save_tensors(path, cache)
     return cache
