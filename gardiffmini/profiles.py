@@ -13,6 +13,7 @@ nothing else is edited to change scale.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 
@@ -124,6 +125,23 @@ PROFILES: dict[str, Profile] = {
         },
     ),
 }
+
+
+def norm_groups(channels: tuple[int, ...] | list[int]) -> int:
+    """The ``GroupNorm`` group count for a network of these widths: at least 4 channels a group.
+
+    Stable Diffusion normalises 32 groups of its 128 (VAE) or 320 (UNet) channels. Keeping
+    32 groups in a 32-channel network would make each group a single channel, i.e. instance
+    normalisation, which subtracts every feature map's mean per image and with it the
+    image's global colour. A VAE built that way learns shapes quickly but greys out colours
+    (measured on ToyVITON at the ``cpu`` profile after 400 steps: mean saturation of the
+    reconstructions 0.07 with 32 groups, 0.22 with 8, 0.29 in the photos).
+    ``min(32, min(channels) // 4)`` groups, which is 32 at Stable Diffusion's sizes, keep at
+    least four channels in each.
+    """
+    if not channels or min(channels) < 4:
+        raise ValueError(f"channels must be a non-empty sequence of widths >= 4, got {channels}")
+    return math.gcd(min(32, min(channels) // 4), *channels)
 
 
 def get_profile(name: str | Profile | None = None, **overrides) -> Profile:

@@ -59,6 +59,15 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+def architecture(config: dict) -> dict:
+    """The public entries of a diffusers model's ``config``, for a run's configuration.
+
+    Private entries are left out: ``_use_default_values`` is a list made from a set, so its
+    order, and a hash of it, changes from one Python process to the next.
+    """
+    return {key: value for key, value in config.items() if not key.startswith("_")}
+
+
 def step_seed(seed: int, step: int) -> int:
     """The seed of one training step: a function of the run's seed and the step alone."""
     return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**31 - 1)

@@ -36,6 +36,7 @@ from gardiffmini.pipeline import GarDiffPipeline, encode_latents, tryon_unet_inp
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import (
     Run,
+    architecture,
     atomic_save_tensors,
     config_hash,
     fit,
@@ -128,10 +129,13 @@ def weights_hash(*models: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
-def run_config(profile: Profile, variant: Variant, steps: int, encoders_id: str) -> dict:
-    """What identifies a try-on run: variant, schedule, optimiser and the encoders used."""
+def run_config(
+    profile: Profile, variant: Variant, steps: int, encoders_id: str, unet_config: dict
+) -> dict:
+    """What identifies a try-on run: variant, schedule, optimiser, UNet and the encoders used."""
     return {
-        "variant": asdict(variant), "steps": steps, "lr": profile.learning_rate,
+        "variant": asdict(variant), "unet": architecture(unet_config), "steps": steps,
+        "lr": profile.learning_rate,
         "warmup": profile.warmup_steps, "batch_size": profile.batch_size,
         "condition_drop": CONDITION_DROP, "encoders": encoders_id,
         "profile_settings": profile.to_dict(),
@@ -191,7 +195,7 @@ def train_variant(
         unet, adapter = build_model(profile, variant)
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
-                   run_config(profile, variant, steps, encoders_id))
+                   run_config(profile, variant, steps, encoders_id, unet.config))
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
         cache = cached_training_set(root, profile, vae, image_encoder, encoders_id)

@@ -223,3 +223,13 @@ def test_interrupted_training_resumes_to_the_same_weights(kind, toy_root, tmp_pa
         with torch.no_grad():
             latents = model.encode(encoders.to_float(images)).latent_dist.mode()
         assert 0.5 < float(latents.std() * model.config.scaling_factor) < 2.0
+
+
+
+
+@torch.no_grad()
+def test_vae_posterior_starts_nearly_deterministic():
+    vae = encoders.make_vae("ci")
+    posterior = vae.encode(torch.rand(2, 3, 64, 48) * 2 - 1).latent_dist
+    expected = math.exp(encoders.INITIAL_LOG_VARIANCE / 2)
+    assert posterior.std.mean().item() == pytest.approx(expected, rel=0.5)

@@ -1,9 +1,19 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from gardiffmini.runs import NonFiniteLossError, Run, fit, step_generator, warmup_schedule
+from gardiffmini.runs import (
+    NonFiniteLossError,
+    Run,
+    architecture,
+    fit,
+    step_generator,
+    warmup_schedule,
+)
 
 
 def _setup(tmp_path, name="run"):
@@ -89,3 +99,21 @@ def test_warmup_schedule_is_linear_then_constant():
         opt.step()
         sched.step()
     assert rates == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+
+
+def test_architecture_drops_private_entries():
+    config = {"block_out_channels": (32, 64), "_use_default_values": ["b", "a"]}
+    assert architecture(config) == {"block_out_channels": (32, 64)}
+
+
+def test_model_run_configs_hash_alike_in_every_process():
+    """A set-ordered private entry once gave each Python process its own run folder."""
+    code = ("from gardiffmini.models.unet import make_unet; "
+            "from gardiffmini.runs import architecture, config_hash; "
+            "print(config_hash(architecture(make_unet('ci').config)))")
+    hashes = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+        for seed in (1, 2, 3)
+    }
+    assert len(hashes) == 1

@@ -9,13 +9,12 @@ the original weights kept and the new channels starting at zero.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
 
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile, get_profile, norm_groups
 
 N_CONDITION_LATENTS = 3  # x_t, E(I_w), E(I_a)
 
@@ -45,7 +44,7 @@ def make_unet(profile: Profile | str) -> UNet2DConditionModel:
         layers_per_block=profile.unet_layers_per_block,
         attention_head_dim=tuple(c // profile.unet_head_dim for c in channels),
         cross_attention_dim=profile.cross_attention_dim,
-        norm_num_groups=math.gcd(32, *channels),
+        norm_num_groups=norm_groups(channels),
         use_linear_projection=True,
     )
 

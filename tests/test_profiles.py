@@ -1,0 +1,26 @@
+import pytest
+
+from gardiffmini.profiles import PROFILES, get_profile, norm_groups
+
+
+@pytest.mark.parametrize(("channels", "groups"), [
+    ((16, 32, 32), 4), ((32, 64, 64), 8), ((64, 128, 256, 256), 16),
+    ((128, 256, 512, 512), 32), ((320, 640, 1280, 1280), 32), ((24, 48), 6),
+])
+def test_norm_groups_keeps_at_least_four_channels_per_group(channels, groups):
+    assert norm_groups(channels) == groups
+    assert all(c % groups == 0 and c // groups >= 4 for c in channels)
+
+
+@pytest.mark.parametrize("channels", [(), (2, 4)])
+def test_norm_groups_rejects_too_narrow_networks(channels):
+    with pytest.raises(ValueError, match="channels"):
+        norm_groups(channels)
+
+
+def test_every_profile_is_four_by_three_and_overridable():
+    for profile in PROFILES.values():
+        assert profile.height * 3 == profile.width * 4
+    assert get_profile("cpu", n_train=5).n_train == 5
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("huge")
