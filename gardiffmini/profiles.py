@@ -45,7 +45,8 @@ class Profile:
     clip_tokens: int
     # training
     batch_size: int
-    encoder_steps: int
+    vae_steps: int
+    clip_steps: int
     probe_steps: int
     diffusion_steps: int
     learning_rate: float
@@ -85,7 +86,7 @@ PROFILES: dict[str, Profile] = {
         clip_width=32, clip_layers=2, clip_heads=2, clip_patch=8, clip_embed_dim=32,
         unet_channels=(32, 32), unet_layers_per_block=1, unet_head_dim=8,
         cross_attention_dim=32, clip_tokens=2,
-        batch_size=8, encoder_steps=20, probe_steps=20, diffusion_steps=20,
+        batch_size=8, vae_steps=20, clip_steps=20, probe_steps=20, diffusion_steps=20,
         learning_rate=1e-3, warmup_steps=5,
         sample_steps=5, guidance_scale=2.0, n_eval=8, appearance_samples=2,
     ),
@@ -95,7 +96,8 @@ PROFILES: dict[str, Profile] = {
         clip_width=64, clip_layers=3, clip_heads=4, clip_patch=8, clip_embed_dim=64,
         unet_channels=(32, 64), unet_layers_per_block=1, unet_head_dim=16,
         cross_attention_dim=64, clip_tokens=4,
-        batch_size=8, encoder_steps=400, probe_steps=300, diffusion_steps=1000,
+        batch_size=8, vae_steps=1200, clip_steps=400, probe_steps=300,
+        diffusion_steps=1000,
         learning_rate=5e-4, warmup_steps=50,
         sample_steps=25, guidance_scale=2.0, n_eval=32, appearance_samples=2,
     ),
@@ -105,7 +107,8 @@ PROFILES: dict[str, Profile] = {
         clip_width=256, clip_layers=6, clip_heads=8, clip_patch=16, clip_embed_dim=256,
         unet_channels=(128, 256, 256), unet_layers_per_block=2, unet_head_dim=32,
         cross_attention_dim=256, clip_tokens=4,
-        batch_size=32, encoder_steps=4000, probe_steps=2000, diffusion_steps=20000,
+        batch_size=32, vae_steps=4000, clip_steps=4000, probe_steps=2000,
+        diffusion_steps=20000,
         learning_rate=2e-4, warmup_steps=500,
         sample_steps=50, guidance_scale=2.5, n_eval=512,
     ),
@@ -115,7 +118,8 @@ PROFILES: dict[str, Profile] = {
         clip_width=1280, clip_layers=32, clip_heads=16, clip_patch=14, clip_embed_dim=1024,
         unet_channels=(320, 640, 1280, 1280), unet_layers_per_block=2, unet_head_dim=64,
         cross_attention_dim=1024, clip_tokens=4,
-        batch_size=8, encoder_steps=0, probe_steps=2000, diffusion_steps=200000,
+        batch_size=8, vae_steps=0, clip_steps=0, probe_steps=2000,
+        diffusion_steps=200000,
         learning_rate=5e-5, warmup_steps=500,
         sample_steps=100, guidance_scale=7.5, n_eval=2032,
         extra={

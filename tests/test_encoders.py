@@ -187,7 +187,7 @@ def _weights(module):
 
 @pytest.mark.parametrize("kind", ["vae", "clip"])
 def test_interrupted_training_resumes_to_the_same_weights(kind, toy_root, tmp_path, monkeypatch):
-    profile = get_profile("ci", encoder_steps=4, batch_size=4, warmup_steps=2)
+    profile = get_profile("ci", vae_steps=4, clip_steps=4, batch_size=4, warmup_steps=2)
     train = encoders.train_vae if kind == "vae" else encoders.train_clip
     loss_name = "vae_loss" if kind == "vae" else "clip_contrastive_loss"
     monkeypatch.setenv("GARDIFF_DATA", str(tmp_path / "straight"))

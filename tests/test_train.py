@@ -8,8 +8,8 @@ from gardiffmini.pipeline import GarDiffPipeline
 from gardiffmini.profiles import get_profile
 from gardiffmini.runs import NonFiniteLossError, step_generator
 
-TINY = dict(n_train=8, n_test=4, encoder_steps=2, diffusion_steps=4, batch_size=2, n_eval=2,
-            sample_steps=2)
+TINY = dict(n_train=8, n_test=4, vae_steps=2, clip_steps=2, diffusion_steps=4, batch_size=2,
+            n_eval=2, sample_steps=2)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,20 @@ def cache(profile):
     data = train.cached_training_set(root, profile, vae, image_encoder,
                                      train.weights_hash(vae, image_encoder))
     return data, vae
+
+
+def test_training_noise_adds_one_constant_per_sample_and_channel():
+    generator = torch.Generator().manual_seed(0)
+    noise = train.training_noise((64, 4, 16, 12), generator, offset=0.5)
+    generator = torch.Generator().manual_seed(0)
+    plain = torch.randn((64, 4, 16, 12), generator=generator)
+    constant = noise - plain
+    assert torch.allclose(constant, constant[..., :1, :1].expand_as(constant))
+    assert constant[..., 0, 0].std().item() == pytest.approx(0.5, rel=0.15)
+    assert torch.equal(train.training_noise((2, 4, 3, 3), torch.Generator().manual_seed(1), 0.0),
+                       torch.randn((2, 4, 3, 3), generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="shape"):
+        train.training_noise((4, 3, 3), generator)
 
 
 def test_variants_and_bad_names():

@@ -408,7 +408,7 @@ def train_vae(
     Each step takes ``profile.batch_size`` images of the train split (garments and persons)
     and a random crop of half their height and width from each (the decoder is convolutional,
     so the VAE still encodes whole images; Stable Diffusion's VAE was trained on crops too),
-    for ``profile.encoder_steps`` steps of :func:`vae_loss`. After training, the latent
+    for ``profile.vae_steps`` steps of :func:`vae_loss`. After training, the latent
     ``scaling_factor`` is set to ``1 / std`` of the training latents, as Stable Diffusion did.
     """
     profile = get_profile(profile)
@@ -440,7 +440,7 @@ def train_vae(
             return vae_loss(reconstruction, target, posterior)
 
         optimizer = torch.optim.AdamW(vae.parameters(), lr=profile.learning_rate)
-        fit(run, {"vae": vae}, optimizer, loss_fn, profile.encoder_steps,
+        fit(run, {"vae": vae}, optimizer, loss_fn, profile.vae_steps,
             warmup_schedule(optimizer, profile.warmup_steps), desc="train VAE",
             progress=progress)
     vae.eval().requires_grad_(False)
@@ -458,7 +458,7 @@ def train_clip(
     """Train (or reload the finished run of) the profile's CLIP on ToyVITON garments and captions.
 
     Each step takes ``profile.batch_size`` garments of the train split with their
-    :func:`caption`, for ``profile.encoder_steps`` steps of :func:`clip_contrastive_loss`.
+    :func:`caption`, for ``profile.clip_steps`` steps of :func:`clip_contrastive_loss`.
     The tokenizer (:func:`build_tokenizer`) is saved in the run folder, under ``tokenizer/``.
     """
     profile = get_profile(profile)
@@ -489,7 +489,7 @@ def train_clip(
 
     optimizer = torch.optim.AdamW(clip.parameters(), lr=profile.learning_rate,
                                   weight_decay=0.1)
-    fit(run, {"clip": clip}, optimizer, loss_fn, profile.encoder_steps,
+    fit(run, {"clip": clip}, optimizer, loss_fn, profile.clip_steps,
         warmup_schedule(optimizer, profile.warmup_steps), desc="train CLIP", progress=progress)
     return clip.eval().requires_grad_(False)
 
