@@ -139,7 +139,8 @@ def norm_groups(channels: tuple[int, ...] | list[int]) -> int:
     normalisation, which subtracts every feature map's mean per image and with it the
     image's global colour. A VAE built that way learns shapes quickly but greys out colours
     (measured on ToyVITON at the ``cpu`` profile after 400 steps: mean saturation of the
-    reconstructions 0.07 with 32 groups, 0.22 with 8, 0.29 in the photos).
+    reconstructions 0.07 with 32 groups, 0.22 with 8, 0.29 in the photos; both VAEs
+    started from the posterior of ``encoders.INITIAL_LOG_VARIANCE``).
     ``min(32, min(channels) // 4)`` groups, which is 32 at Stable Diffusion's sizes, keep at
     least four channels in each.
     """
