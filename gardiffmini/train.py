@@ -156,8 +156,8 @@ def run_config(
     """What identifies a try-on run: variant, schedule, optimiser, UNet and the encoders used."""
     return {
         "variant": asdict(variant), "unet": architecture(unet_config), "steps": steps,
-        "lr": profile.learning_rate,
-        "warmup": profile.warmup_steps, "batch_size": profile.batch_size,
+        "lr": profile.learning_rate, "warmup": profile.warmup_steps,
+        "batch_size": profile.batch_size,
         "condition_drop": CONDITION_DROP, "offset_noise": OFFSET_NOISE, "encoders": encoders_id,
         "profile_settings": profile.to_dict(),
     }

@@ -225,8 +225,6 @@ def test_interrupted_training_resumes_to_the_same_weights(kind, toy_root, tmp_pa
         assert 0.5 < float(latents.std() * model.config.scaling_factor) < 2.0
 
 
-
-
 @torch.no_grad()
 def test_vae_posterior_starts_nearly_deterministic():
     vae = encoders.make_vae("ci")
