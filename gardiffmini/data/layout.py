@@ -17,15 +17,26 @@ of garment attributes that ToyVITON writes for the captions of chapter 2::
         image-densepose/NAME.jpg          DensePose (I, U, V) rendered as colour
         image-parse-v3/NAME.png           human parsing, LIP labels, palette PNG
         openpose_img/NAME_rendered.png    the skeleton drawn
-        openpose_json/NAME_keypoints.json OpenPose BODY_25 keypoints
-        cloth-warp/NAME.jpg               (optional) the garment warped onto the person
-        cloth-warp-mask/NAME.png          (optional) its mask
+        openpose_json/NAME_keypoints.json OpenPose keypoints (BODY_25, or COCO-18)
+        cloth-warp/NAME.jpg               (optional) the person's own garment warped onto them
+        cloth-warp/NAME__CLOTH.jpg        (optional) another garment warped onto the person
+        cloth-warp-mask/NAME.png          (optional) their masks, named likewise
         cloth-attributes.json             (ToyVITON only) garment attributes by cloth name
+
+The release has no ``test_pairs_unpaired.txt``: its ``test_pairs.txt`` holds the unpaired
+pairs (the paired test takes each person's own garment, whatever the second column says).
+So the unpaired test reads ``test_pairs_unpaired.txt`` where it exists (ToyVITON) and
+``test_pairs.txt`` otherwise (:func:`pair_file_candidates`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+
+class VitonHDLayoutError(ValueError):
+    """The folder is not a readable VITON-HD layout; the message names the file at fault."""
+
 
 SPLITS = ("train", "test")
 PAIR_FILES = {
@@ -33,6 +44,8 @@ PAIR_FILES = {
     ("test", "paired"): "test_pairs.txt",
     ("test", "unpaired"): "test_pairs_unpaired.txt",
 }
+# where the release keeps a split's pairs when the file above is absent
+PAIR_FILE_FALLBACKS = {("test", "unpaired"): "test_pairs.txt"}
 
 # folder -> how a file name is formed from the person's (or garment's) stem
 PERSON_FILES = {
@@ -61,6 +74,11 @@ BODY_25 = (
     "REar", "LEar", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
 )
 KEYPOINT = {name: i for i, name in enumerate(BODY_25)}
+# OpenPose COCO-18 (the order of DressCode-style data): BODY_25 without MidHip and the feet
+COCO_18 = (
+    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
+    "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
+)
 
 # LIP labels, as in VITON-HD's image-parse-v3
 PARSE_LABELS = (
@@ -80,6 +98,19 @@ def person_path(root: Path | str, split: str, folder: str, name: str) -> Path:
     """Path of a person-side file (``folder`` in :data:`PERSON_FILES` or :data:`WARP_FILES`)."""
     pattern = PERSON_FILES.get(folder) or WARP_FILES[folder]
     return Path(root) / split / folder / pattern.format(stem=stem(name))
+
+
+def pair_file_candidates(split: str, pairing: str) -> tuple[str, ...]:
+    """The pair files of ``split`` and ``pairing``, in the order they are looked for."""
+    key = (split, pairing)
+    return tuple(name for name in (PAIR_FILES.get(key), PAIR_FILE_FALLBACKS.get(key)) if name)
+
+
+def warp_path(root: Path | str, split: str, folder: str, person: str, cloth: str) -> Path:
+    """Path of a written warp (``folder`` in :data:`WARP_FILES`) of ``cloth`` onto ``person``:
+    ``NAME.ext`` for the person's own garment, ``NAME__CLOTH.ext`` for another one."""
+    name = stem(person) if stem(person) == stem(cloth) else f"{stem(person)}__{stem(cloth)}"
+    return Path(root) / split / folder / WARP_FILES[folder].format(stem=name)
 
 
 def cloth_path(root: Path | str, split: str, folder: str, name: str) -> Path:

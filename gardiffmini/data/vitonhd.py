@@ -11,30 +11,51 @@ returns every input a try-on model sees, resized to one size::
 
 *Paired* means the person wears their own garment: as in the loaders of the field, the
 garment's name is the person's name (first column of the pair file). *Unpaired* takes the
-garment of the second column. A third column (GP-VTON) is kept as ``tag``.
+garment of the second column, from ``test_pairs_unpaired.txt`` where it exists and else
+from ``test_pairs.txt`` (the release keeps its unpaired pairs there). A third column
+(GP-VTON) is kept as ``tag``.
 
-The warped garment ``I_w`` and its mask ``m_w`` come from ``cloth-warp/`` when the layout has
-it and the garment is the person's own (``warp="given"`` or ``"auto"``); otherwise
-(unpaired pairs, the real release) from the TPS warp of :mod:`gardiffmini.data.warp`.
+The warped garment ``I_w`` and its mask ``m_w`` come from ``cloth-warp/`` where the pair's
+warp is written there (ToyVITON's ground truth for the person's own garment, or the TPS
+warps written once by ``python -m gardiffmini warp``), else from the TPS warp of
+:mod:`gardiffmini.data.warp`, computed on the fly.
 
-Masks are thresholded at 0.5: the release stores some as JPEG, whose compression noise is
-tolerated; a file that cannot be a mask (a colour photo, a grey photo) is rejected.
+Every file is read as what it is by :mod:`gardiffmini.data.images` (16-bit, transparent,
+0/1 masks, palette label maps) and :mod:`gardiffmini.data.keypoints` (BODY_25 or COCO-18,
+one person chosen, values checked); anything that cannot be read right is an error naming
+the file. Masks are thresholded at 0.5: the release stores some as JPEG, whose compression
+noise is tolerated.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from gardiffmini.data import layout
+from gardiffmini.data.images import (
+    MASK_MIN_FRACTION,
+    MASK_TOLERANCE,
+    check_mode,
+    label_array,
+    mask_array,
+    open_image,
+    photo_rgb,
+)
+from gardiffmini.data.keypoints import read_keypoints
+from gardiffmini.data.layout import VitonHDLayoutError
 from gardiffmini.data.warp import warp_garment
 from gardiffmini.profiles import Profile, get_profile
+
+__all__ = [
+    "FIELDS", "MASK_MIN_FRACTION", "MASK_TOLERANCE", "Pair", "VitonHD", "VitonHDLayoutError",
+    "check_layout", "mask_array", "open_image", "read_keypoints", "read_pairs",
+]
 
 # sample key -> (folder, kind); kind is "image" (RGB), "mask" (binary) or "labels" (parse map)
 FIELDS = {
@@ -52,18 +73,6 @@ FIELDS = {
 WARP_KEYS = ("warped_cloth", "warped_mask")
 KEYPOINTS_FOLDER = "openpose_json"
 
-# A mask is near-binary when this fraction of its pixels lies within MASK_TOLERANCE of 0 or 1
-# (JPEG ringing stays well inside), and grey-valued when as many have channels this close.
-MASK_TOLERANCE = 0.15
-MASK_MIN_FRACTION = 0.95
-MASK_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
-LABEL_MODES = ("L", "P")
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
-
-
-class VitonHDLayoutError(ValueError):
-    """The folder is not a readable VITON-HD layout; the message names the file at fault."""
-
 
 @dataclass(frozen=True)
 class Pair:
@@ -74,13 +83,37 @@ class Pair:
     tag: str = ""
 
 
+def _pair_file_text(path: Path) -> str:
+    """The text of a pair file: UTF-8, a byte-order mark dropped; binary or another encoding
+    is an error naming the file and the line."""
+    data = path.read_bytes()
+    if b"\0" in data:
+        raise VitonHDLayoutError(
+            f"pair file {path} is binary (it holds NUL bytes): expected a text file of lines "
+            "'person cloth'"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise VitonHDLayoutError(
+            f"pair file {path}, line {line}: byte 0x{data[error.start]:02x} is not UTF-8: "
+            "expected a UTF-8 (or ASCII) text file of lines 'person cloth'"
+        ) from None
+
+
 def read_pairs(path: Path | str) -> list[Pair]:
-    """Read a pair file of two (``person cloth``) or three (``person cloth tag``) columns."""
+    """Read a pair file of two (``person cloth``) or three (``person cloth tag``) columns.
+
+    Columns are separated by any whitespace; blank lines, Windows line ends and a UTF-8
+    byte-order mark are ignored. A name holding an invisible or control character is an
+    error (it would name a file that is not there).
+    """
     path = Path(path)
     if not path.is_file():
         raise VitonHDLayoutError(f"pair file {path} not found: expected lines 'person cloth'")
     pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_pair_file_text(path).splitlines(), start=1):
         columns = line.split()
         if not columns:
             continue
@@ -89,73 +122,61 @@ def read_pairs(path: Path | str) -> list[Pair]:
                 f"{path}, line {number}: expected 2 or 3 columns (person cloth [tag]), "
                 f"got {len(columns)}: {line!r}"
             )
+        hidden = [column for column in columns if not column.isprintable()]
+        if hidden:
+            raise VitonHDLayoutError(
+                f"{path}, line {number}: {hidden[0]!r} holds an invisible or control "
+                "character: expected plain file names"
+            )
         pairs.append(Pair(*columns))
     if not pairs:
         raise VitonHDLayoutError(f"pair file {path} is empty: expected lines 'person cloth'")
     return pairs
 
 
-def open_image(path: Path, decode: bool = False) -> Image.Image:
-    """Open ``path`` (its header only unless ``decode``), naming the file on any failure."""
-    try:
-        image = Image.open(path)
-        if decode:
-            image.load()
-    except FileNotFoundError:
-        raise VitonHDLayoutError(f"{path} not found: the pair file names it") from None
-    except DECODE_ERRORS as error:
+def pairs_path(root: Path, split: str, pairing: str, pairs_file: str | Path | None = None
+               ) -> Path:
+    """The pair file of ``split`` and ``pairing`` under ``root``: ``pairs_file`` if given (a
+    path, or a name inside ``root``), else the first of the layout's candidates that exists
+    (:func:`~gardiffmini.data.layout.pair_file_candidates`)."""
+    if pairs_file is not None:
+        path = Path(pairs_file)
+        return path if path.is_absolute() or path.exists() else root / path
+    candidates = layout.pair_file_candidates(split, pairing)
+    if not candidates:
         raise VitonHDLayoutError(
-            f"{path} is unreadable or truncated: expected a complete image ({error})"
-        ) from error
-    return image
+            f"the layout has no default pair file for {split} {pairing}: pass pairs_file"
+        )
+    for name in candidates:
+        if (root / name).is_file():
+            return root / name
+    raise VitonHDLayoutError(
+        f"pair file {root / candidates[0]} not found: expected the {split} {pairing} pairs in "
+        f"{' or '.join(candidates)} under {root}"
+    )
 
 
-def mask_array(image: Image.Image, path: Path) -> np.ndarray:
-    """A mask as a float (H, W) array in [0, 1], after checking that it can be a mask.
-
-    A mask must be single-channel or grey-valued (equal R, G, B) and near-binary: at least
-    ``MASK_MIN_FRACTION`` of its pixels within ``MASK_TOLERANCE`` of 0 or 1.
-    """
-    if image.mode not in MASK_MODES:
-        raise VitonHDLayoutError(f"{path} has mode {image.mode}: a mask must be grey or RGB")
-    if image.mode in ("1", "L"):
-        grey = np.asarray(image.convert("L"), dtype=np.float32) / 255
-    else:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-        spread = rgb.max(axis=2) - rgb.min(axis=2)
-        if np.mean(spread <= MASK_TOLERANCE) < MASK_MIN_FRACTION:
+def check_layout(root: Path | str, split: str = "train", pairing: str = "paired",
+                 pairs_file: str | Path | None = None) -> Path:
+    """A quick check, before any work, that ``root`` is a VITON-HD layout with ``split``'s
+    folders and a readable pair file; returns the pair file. Reads no image (the loader
+    checks those when it is built)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VitonHDLayoutError(f"{root} is not a folder: expected a VITON-HD root")
+    for folder in (*_required_folders(warp_given=False), KEYPOINTS_FOLDER):
+        if not (root / split / folder).is_dir():
             raise VitonHDLayoutError(
-                f"{path} is a colour image in a mask's place: expected a grey-valued, "
-                "near-binary mask"
+                f"folder {root / split / folder} is missing: the VITON-HD layout needs "
+                f"{split}/{folder}/"
             )
-        grey = rgb.mean(axis=2)
-    near_binary = np.minimum(grey, 1 - grey) <= MASK_TOLERANCE
-    if np.mean(near_binary) < MASK_MIN_FRACTION:
-        raise VitonHDLayoutError(
-            f"{path} is not near-binary ({np.mean(near_binary):.0%} of pixels near 0 or 1): "
-            f"expected a mask with at least {MASK_MIN_FRACTION:.0%}"
-        )
-    return grey
+    path = pairs_path(root, split, pairing, pairs_file)
+    read_pairs(path)
+    return path
 
 
-def read_keypoints(path: Path) -> torch.Tensor:
-    """The BODY_25 keypoints of the first person in an OpenPose JSON, (25, 3); zeros if none."""
-    try:
-        people = json.loads(path.read_text())["people"]
-        if not people:
-            return torch.zeros(len(layout.BODY_25), 3)
-        flat = people[0]["pose_keypoints_2d"]
-    except FileNotFoundError:
-        raise VitonHDLayoutError(f"{path} not found: the pair file names it") from None
-    except (ValueError, KeyError, TypeError, IndexError) as error:
-        raise VitonHDLayoutError(
-            f"{path} is not an OpenPose JSON: expected people[0].pose_keypoints_2d ({error})"
-        ) from error
-    if len(flat) != 3 * len(layout.BODY_25):
-        raise VitonHDLayoutError(
-            f"{path}: expected {3 * len(layout.BODY_25)} BODY_25 values, got {len(flat)}"
-        )
-    return torch.tensor(flat, dtype=torch.float32).reshape(len(layout.BODY_25), 3)
+def _required_folders(warp_given: bool) -> list[str]:
+    return [folder for key, (folder, _) in FIELDS.items() if warp_given or key not in WARP_KEYS]
 
 
 def _resolve_size(size: tuple[int, int] | str | Profile | None) -> tuple[int, int] | None:
@@ -206,62 +227,59 @@ class VitonHD(Dataset):
         self.pairing = pairing
         self.size = _resolve_size(size)
         self.warp = warp
-        self.pairs_file = self._pairs_path(pairs_file)
         self._check_folders()
+        self.pairs_file = pairs_path(self.root, split, pairing, pairs_file)
         pairs = read_pairs(self.pairs_file)
         if pairing == "paired":
             pairs = [Pair(p.person, p.person, p.tag) for p in pairs]
+        elif all(layout.stem(p.person) == layout.stem(p.cloth) for p in pairs):
+            raise VitonHDLayoutError(
+                f"{self.pairs_file} pairs every person with their own garment, but "
+                "pairing='unpaired' was asked: expected a pair file of other garments "
+                "(or pairing='paired')"
+            )
         self.pairs = pairs
         self.given_warp = [self._uses_given_warp(pair) for pair in pairs]
         self._check_pairs(check_images)
 
     # ---- construction-time checks -------------------------------------------------------
-    def _pairs_path(self, pairs_file: str | Path | None) -> Path:
-        if pairs_file is not None:
-            path = Path(pairs_file)
-            return path if path.is_absolute() or path.exists() else self.root / path
-        key = (self.split, self.pairing)
-        if key not in layout.PAIR_FILES:
-            raise VitonHDLayoutError(
-                f"the layout has no default pair file for {self.split} {self.pairing}: "
-                "pass pairs_file"
-            )
-        return self.root / layout.PAIR_FILES[key]
-
     def _check_folders(self) -> None:
         if not self.root.is_dir():
             raise VitonHDLayoutError(f"{self.root} is not a folder: expected a VITON-HD root")
-        required = [folder for key, (folder, _) in FIELDS.items() if key not in WARP_KEYS]
-        if self.warp == "given":
-            required += [FIELDS[key][0] for key in WARP_KEYS]
-        for folder in (*required, KEYPOINTS_FOLDER):
+        for folder in (*_required_folders(self.warp == "given"), KEYPOINTS_FOLDER):
             path = self.root / self.split / folder
             if not path.is_dir():
                 raise VitonHDLayoutError(
                     f"folder {path} is missing: the VITON-HD layout needs {self.split}/{folder}/"
                 )
 
-    def _has_given_warp(self) -> bool:
-        return all((self.root / self.split / FIELDS[key][0]).is_dir() for key in WARP_KEYS)
+    def _warp_paths(self, pair: Pair) -> dict[str, Path]:
+        return {key: layout.warp_path(self.root, self.split, FIELDS[key][0], pair.person,
+                                      pair.cloth) for key in WARP_KEYS}
 
     def _uses_given_warp(self, pair: Pair) -> bool:
-        own_garment = layout.stem(pair.person) == layout.stem(pair.cloth)
-        if self.warp == "given" and not own_garment:
+        if self.warp == "tps":
+            return False
+        missing = [path for path in self._warp_paths(pair).values() if not path.is_file()]
+        if missing and self.warp == "given":
             raise VitonHDLayoutError(
-                f"{self.pairs_file}: warp='given' needs each person's own garment, but "
-                f"{pair.person} is paired with {pair.cloth}; use warp='auto' or 'tps'"
+                f"{missing[0]} not found: warp='given' needs the warp of every pair of "
+                f"{self.pairs_file} (write them with: python -m gardiffmini warp --root "
+                f"{self.root}), or use warp='auto' or 'tps'"
             )
-        return self.warp != "tps" and own_garment and self._has_given_warp()
+        return not missing
 
     def _paths(self, index: int) -> dict[str, Path]:
         pair, paths = self.pairs[index], {}
         for key, (folder, _) in FIELDS.items():
-            if key in WARP_KEYS and not self.given_warp[index]:
+            if key in WARP_KEYS:
                 continue
             if folder in layout.CLOTH_FILES:
                 paths[key] = layout.cloth_path(self.root, self.split, folder, pair.cloth)
             else:
                 paths[key] = layout.person_path(self.root, self.split, folder, pair.person)
+        if self.given_warp[index]:
+            paths.update(self._warp_paths(pair))
         return paths
 
     def _keypoints_path(self, index: int) -> Path:
@@ -281,7 +299,7 @@ class VitonHD(Dataset):
                         raise VitonHDLayoutError(f"{path} not found: {self.pairs_file} names it")
                     image = open_image(path)
                     headers[path] = (image.size, image.mode)
-                    self._check_mode(key, path, image.mode)
+                    check_mode(image, path, FIELDS[key][1])
             person_size = headers[paths["person"]][0]
             for path in paths.values():
                 if headers[path][0] != person_size:
@@ -293,16 +311,6 @@ class VitonHD(Dataset):
             if check_images or index == 0:
                 self[index]
 
-    @staticmethod
-    def _check_mode(key: str, path: Path, mode: str) -> None:
-        kind = FIELDS[key][1]
-        if kind == "mask" and mode not in MASK_MODES:
-            raise VitonHDLayoutError(f"{path} has mode {mode}: a mask must be grey or RGB")
-        if kind == "labels" and mode not in LABEL_MODES:
-            raise VitonHDLayoutError(
-                f"{path} has mode {mode}: a parse map must be a palette or grey label image"
-            )
-
     # ---- reading --------------------------------------------------------------------------
     def _output_size(self, native: tuple[int, int]) -> tuple[int, int]:
         """``(height, width)`` of the outputs, given the native PIL ``(width, height)``."""
@@ -313,6 +321,7 @@ class VitonHD(Dataset):
         image = open_image(path, decode=True)
         pil_size = (size[1], size[0])
         if kind == "labels":
+            label_array(image, path, layout.PARSE_LABELS)  # every label must be a LIP label
             labels = image.resize(pil_size, Image.Resampling.NEAREST)
             return torch.from_numpy(np.array(labels, dtype=np.int64))
         if kind == "mask":
@@ -320,7 +329,7 @@ class VitonHD(Dataset):
                 pil_size, Image.Resampling.BILINEAR
             )
             return (torch.from_numpy(np.array(grey)) > 0.5).float()[None]
-        rgb = image.convert("RGB").resize(pil_size, Image.Resampling.BICUBIC)
+        rgb = photo_rgb(image, path).resize(pil_size, Image.Resampling.BICUBIC)
         pixels = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)
         return (pixels / 127.5 - 1).clamp(-1, 1)
 
@@ -333,7 +342,7 @@ class VitonHD(Dataset):
         native = open_image(paths["person"]).size
         size = self._output_size(native)
         sample: dict = {key: self._read(key, path, size) for key, path in paths.items()}
-        keypoints = read_keypoints(self._keypoints_path(index))
+        keypoints = read_keypoints(self._keypoints_path(index), native)
         keypoints[:, 0] *= size[1] / native[0]
         keypoints[:, 1] *= size[0] / native[1]
         sample["keypoints"] = keypoints
@@ -357,7 +366,7 @@ class VitonHD(Dataset):
             f"VITON-HD layout at {self.root}",
             f"  split {self.split}, {self.pairing}: {len(self)} pairs from {self.pairs_file.name}",
             f"  size (HxW): {size}",
-            f"  warped garment: {given} from cloth-warp/, {len(self) - given} by TPS",
+            f"  warped garment: {given} from cloth-warp/ (written), {len(self) - given} by TPS",
         ])
 
     def __repr__(self) -> str:
