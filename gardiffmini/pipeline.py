@@ -17,6 +17,7 @@ before loading them.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -55,6 +56,34 @@ def _check_images(name: str, images: torch.Tensor, channels: int, batch: int | N
     if size is not None and tuple(images.shape[-2:]) != size:
         raise ValueError(f"{name} has size {tuple(images.shape[-2:])}, "
                          f"expected {size} like agnostic")
+
+
+VALUE_TOLERANCE = 1e-3  # resampling overshoot tolerated at the ends of a value range
+
+
+def _check_values(name: str, images: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``images`` as float32 after checking that it is floating, finite and in [low, high]."""
+    if not images.is_floating_point():
+        raise ValueError(f"{name} has dtype {images.dtype}: expected float values in "
+                         f"[{low:g}, {high:g}]")
+    images = images.float()
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} holds NaN or infinite values: expected finite values in "
+                         f"[{low:g}, {high:g}]")
+    smallest, largest = images.min().item(), images.max().item()
+    if smallest < low - VALUE_TOLERANCE or largest > high + VALUE_TOLERANCE:
+        hint = " (pixels in [0, 255]? use x / 127.5 - 1)" if low == -1 else \
+            " (a mask of 0 and 255? divide it by 255)"
+        raise ValueError(f"{name} has values in [{smallest:.4g}, {largest:.4g}]: expected "
+                         f"[{low:g}, {high:g}]{hint}")
+    return images
+
+
+def _check_guidance_scale(guidance_scale: float) -> None:
+    if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float))
+            or not math.isfinite(guidance_scale) or guidance_scale < 0):
+        raise ValueError(f"guidance_scale must be a finite number >= 0 (1 or less: no "
+                         f"guidance), got {guidance_scale!r}")
 
 
 class GarDiffPipeline(DiffusionPipeline):
@@ -138,11 +167,19 @@ class GarDiffPipeline(DiffusionPipeline):
         """
         _check_images("agnostic", agnostic, 3)
         batch, size = agnostic.shape[0], tuple(agnostic.shape[-2:])
+        if batch == 0:
+            raise ValueError("agnostic has batch 0: expected at least one person")
         _check_images("warped_cloth", warped_cloth, 3, batch, size)
         _check_images("warped_mask", warped_mask, 1, batch, size)
         _check_images("cloth", cloth, 3, batch)
         if agnostic_mask is not None:
             _check_images("agnostic_mask", agnostic_mask, 1, batch, size)
+            agnostic_mask = _check_values("agnostic_mask", agnostic_mask, 0.0, 1.0)
+        agnostic = _check_values("agnostic", agnostic, -1.0, 1.0)
+        warped_cloth = _check_values("warped_cloth", warped_cloth, -1.0, 1.0)
+        warped_mask = _check_values("warped_mask", warped_mask, 0.0, 1.0)
+        cloth = _check_values("cloth", cloth, -1.0, 1.0)
+        _check_guidance_scale(guidance_scale)
         if any(s % self.vae_scale_factor for s in size):
             raise ValueError(f"agnostic: image size {size} must be a multiple of the VAE's "
                              f"factor {self.vae_scale_factor}")
