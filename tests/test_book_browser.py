@@ -1,0 +1,342 @@
+"""The built book as a reader sees it: every page in headless Chromium, offline.
+
+Each HTML page of a built book is opened from disk in the distribution's Chromium with
+every network request blocked, and the test fails on what a reader would see as broken:
+raw LaTeX in the text, an image that did not load, a Markdown table printed as text, an
+empty widget or output area, a link to a missing page or anchor, a JavaScript error, or a
+request to the network. A full-page screenshot of each page goes to ``screenshots/``
+beside the book's ``_build`` (``_build/ci/screenshots`` for the ``ci`` build), or to
+``GARDIFF_SCREENSHOTS``, for a person to look at.
+
+The book to check is named by ``GARDIFF_BOOK_HTML`` (``make book-check`` sets it to the
+``ci`` build); without it these tests are skipped, so ``pytest tests`` needs no built book.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+BOOK = os.environ.get("GARDIFF_BOOK_HTML")
+pytestmark = pytest.mark.skipif(
+    not BOOK, reason="set GARDIFF_BOOK_HTML to a built book's html folder (make book-check)"
+)
+
+# seconds a page may take to load and typeset its math
+PAGE_TIMEOUT = 60
+WIDTH, HEIGHT = 1280, 1000
+
+# LaTeX that MathJax should have turned into typeset math: delimiters or a control word
+RAW_LATEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]{2,}|\$[^$\s][^$]*[\\^_{][^$]*\$")
+# the separator row of a Markdown table (Sphinx's smart quotes turn --- into a dash)
+TABLE_AS_TEXT = re.compile(r"\|\s*:?[-\u2013\u2014]+:?\s*\|")
+
+# Runs in every page before its own scripts: records errors a reader's console would show.
+RECORD_ERRORS = """
+window.__bookErrors = [];
+window.addEventListener('error', function (e) {
+  var t = e.target;
+  if (t && t !== window && (t.src || t.href)) {
+    window.__bookErrors.push('failed to load ' + (t.src || t.href));
+  } else {
+    window.__bookErrors.push(
+      'JavaScript error: ' + e.message + ' at ' + e.filename + ':' + e.lineno);
+  }
+}, true);
+window.addEventListener('unhandledrejection', function (e) {
+  window.__bookErrors.push('unhandled promise rejection: ' + String(e.reason));
+});
+"""
+
+# Waits for the page to settle: loaded, lazy images fetched, MathJax done (if it loaded).
+SETTLE = """
+var done = arguments[arguments.length - 1];
+function ready() { return document.readyState === 'complete'; }
+function images() {
+  var imgs = Array.from(document.images);
+  imgs.forEach(function (i) { if (i.loading === 'lazy') { i.loading = 'eager'; } });
+  return Promise.all(imgs.map(function (i) {
+    return i.decode().catch(function () {});
+  }));
+}
+function math() {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    return MathJax.startup.promise.catch(function (e) {
+      window.__bookErrors.push('MathJax: ' + e);
+    });
+  }
+  return Promise.resolve();
+}
+(function wait() {
+  if (!ready()) { setTimeout(wait, 100); return; }
+  images().then(math).then(function () {
+    setTimeout(function () { done(true); }, 300);
+  });
+})();
+"""
+
+# What the reader sees, gathered in the page: everything the checks below read.
+INSPECT = """
+var SKIP = 'script, style, noscript, template, pre, code, textarea, mjx-container, '
+  + '.highlight, .MathJax, mjx-assistive-mml';
+function textsOf(root) {
+  var out = [];
+  var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  var node;
+  while ((node = walker.nextNode())) {
+    var el = node.parentElement;
+    if (!el || el.closest(SKIP)) { continue; }
+    if (node.data.trim()) { out.push(node.data); }
+  }
+  return out;
+}
+// block-level elements' text, so a table printed as a paragraph is seen whole
+var blocks = Array.from(document.querySelectorAll('p, li, td, th, dd, div.output, span.math'))
+  .filter(function (el) { return !el.closest(SKIP); })
+  .map(function (el) { return textsOf(el).join(''); });
+var images = Array.from(document.images).map(function (i) {
+  return {src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0};
+});
+function visible(el) {
+  var r = el.getBoundingClientRect();
+  return r.width > 0 && r.height > 0;
+}
+var REPLACED = ['IMG', 'SVG', 'CANVAS', 'VIDEO', 'IFRAME', 'svg'];
+function hasContent(el) {
+  if (REPLACED.indexOf(el.tagName) >= 0) { return visible(el); }
+  return Array.from(el.querySelectorAll('*')).some(function (c) {
+    return c.tagName !== 'SCRIPT' && visible(c);
+  }) || (el.innerText || '').trim().length > 0;
+}
+var widgets = Array.from(document.querySelectorAll(
+    'script[type="application/vnd.jupyter.widget-view+json"]'))
+  .filter(function (s) {
+    // a widget manager renders each view into an element just before its script
+    var view = s.previousElementSibling;
+    return !(view && /widget/.test(view.className) && hasContent(view));
+  })
+  .map(function (s) { return s.textContent.trim().slice(0, 120); });
+var emptyOutputs = Array.from(document.querySelectorAll('div.cell_output'))
+  .filter(function (o) { return !o.closest('details') && !hasContent(o); })
+  .map(function (o) {
+    var cell = o.closest('.cell');
+    return (cell && cell.id) || (o.textContent || '').trim().slice(0, 80) || 'cell output';
+  });
+var links = Array.from(document.querySelectorAll('a[href]')).map(function (a) {
+  return a.href;
+});
+return {
+  url: location.href, texts: textsOf(document.body), blocks: blocks, images: images,
+  widgets: widgets, emptyOutputs: emptyOutputs, links: links,
+  errors: window.__bookErrors || [],
+  mathjax: !!(window.MathJax && MathJax.version)
+};
+"""
+
+
+def _book() -> Path:
+    return Path(BOOK).resolve()
+
+
+def _pages() -> list[str]:
+    if not BOOK:
+        return []
+    root = _book()
+    skip = {"_static", "_sources", "_images", "_downloads"}
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.html")
+        if not skip.intersection(p.relative_to(root).parts)
+    )
+
+
+class _Anchors(HTMLParser):
+    """The ids and names one HTML file defines, and its meta refresh target if any."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.refresh: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("id", "name"):
+            if attrs.get(key):
+                self.ids.add(attrs[key])
+        if tag == "meta" and (attrs.get("http-equiv") or "").lower() == "refresh":
+            self.refresh = (attrs.get("content") or "").partition("url=")[2] or None
+
+
+_ANCHORS: dict[Path, _Anchors] = {}
+
+
+def _anchors(path: Path) -> _Anchors:
+    if path not in _ANCHORS:
+        parser = _Anchors()
+        parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+        _ANCHORS[path] = parser
+    return _ANCHORS[path]
+
+
+def broken_links(links: list[str], root: Path) -> list[str]:
+    """Internal links (``file:`` URLs) whose file or anchor does not exist."""
+    broken = []
+    for link in sorted(set(links)):
+        parts = urlsplit(link)
+        if parts.scheme != "file":
+            continue
+        target = Path(unquote(parts.path))
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.exists():
+            broken.append(f"{link} (no such file)")
+        elif parts.fragment and target.suffix == ".html":
+            if unquote(parts.fragment) not in _anchors(target).ids:
+                broken.append(f"{link} (no such anchor)")
+    return broken
+
+
+def network_requests(driver) -> list[str]:
+    """URLs the page asked for that are not files on disk."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if not url.startswith(("file:", "data:", "blob:", "about:")):
+                urls.append(url)
+    return sorted(set(urls))
+
+
+def inspect_page(driver, page: Path, screenshot: Path) -> tuple[list[str], dict]:
+    """Open ``page`` and return what a reader would find wrong with it."""
+    driver.get_log("browser")
+    driver.get_log("performance")
+    driver.get(page.as_uri())
+    driver.execute_async_script(SETTLE)
+    seen = driver.execute_script(INSPECT)
+    problems = []
+
+    raw = [t.strip() for t in seen["texts"] if RAW_LATEX.search(t)]
+    if raw:
+        problems.append(f"raw LaTeX in visible text ({len(raw)}): " + " | ".join(raw[:3]))
+    bad = [i["src"] for i in seen["images"] if not i["ok"]]
+    if bad:
+        problems.append(f"images not loaded ({len(bad)}): " + ", ".join(bad[:3]))
+    tables = [b.strip() for b in seen["blocks"] if TABLE_AS_TEXT.search(b)]
+    if tables:
+        problems.append(
+            f"Markdown tables printed as text ({len(tables)}): " + tables[0][:120]
+        )
+    if seen["widgets"]:
+        problems.append(
+            f"empty widget areas ({len(seen['widgets'])}): " + seen["widgets"][0]
+        )
+    if seen["emptyOutputs"]:
+        problems.append(
+            f"empty output areas ({len(seen['emptyOutputs'])}): "
+            + ", ".join(seen["emptyOutputs"][:3])
+        )
+    links = broken_links(seen["links"], _book())
+    if links:
+        problems.append(f"broken internal links ({len(links)}): " + ", ".join(links[:3]))
+    errors = list(seen["errors"]) + [
+        e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"
+    ]
+    if errors:
+        problems.append(f"JavaScript errors ({len(errors)}): " + " | ".join(errors[:3]))
+    requests = network_requests(driver)
+    if requests:
+        problems.append(
+            f"requests to the network ({len(requests)}): " + ", ".join(requests[:3])
+        )
+    _screenshot(driver, screenshot)
+    return problems, seen
+
+
+def _screenshot(driver, path: Path) -> None:
+    """A PNG of the whole page, not only the window."""
+    size = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight];"
+    )
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1},
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        pytest.fail("needs Chromium and chromedriver: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        f"--window-size={WIDTH},{HEIGHT}", "--hide-scrollbars",
+        # no name resolves and no proxy is reachable: nothing leaves the machine
+        "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
+        "--disable-background-networking", "--disable-component-update",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(PAGE_TIMEOUT)
+    driver.set_script_timeout(PAGE_TIMEOUT)
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {
+        "urls": ["http://*", "https://*", "ws://*", "wss://*", "ftp://*"],
+    })
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_ERRORS})
+    yield driver
+    driver.quit()
+
+
+def test_book_has_pages():
+    pages = _pages()
+    assert "book/intro.html" in pages, f"no intro page among {pages}"
+    assert any(p.startswith("notebooks/") for p in pages), "no chapter pages"
+
+
+@pytest.mark.parametrize("page", _pages())
+def test_page_renders_offline(browser, page):
+    root = _book()
+    shots = Path(os.environ.get("GARDIFF_SCREENSHOTS", root.parents[1] / "screenshots"))
+    screenshot = shots / (page.replace("/", "__").removesuffix(".html") + ".png")
+    problems, seen = inspect_page(browser, root / page, screenshot)
+    assert not problems, f"{page} (screenshot {screenshot}):\n  " + "\n  ".join(problems)
+    assert seen["texts"], f"{page} shows no text"
+
+
+def test_checks_catch_what_they_should(browser, tmp_path):
+    """The checks themselves: a page with each defect fails each check."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        "<html><body><div class='cell_output'><div class='output'></div></div>"
+        "<p>\\(f_\\text{clip}\\)</p><p>| a | b | |---|---| | 1 | 2 |</p>"
+        "<img src='missing.png'><a href='bad.html#nowhere'>x</a>"
+        "<div><script type='application/vnd.jupyter.widget-view+json'>{}</script></div>"
+        "<script src='https://cdn.example.org/x.js'></script>"
+        "<script>undefinedFunction();</script></body></html>"
+    )
+    problems, _ = inspect_page(browser, page, tmp_path / "bad.png")
+    found = "\n".join(problems)
+    for kind in ("raw LaTeX", "images not loaded", "tables printed as text", "empty widget",
+                 "empty output", "broken internal links", "JavaScript errors",
+                 "requests to the network"):
+        assert kind in found, f"{kind!r} not caught in:\n{found}"
+    assert (tmp_path / "bad.png").stat().st_size > 0
