@@ -167,7 +167,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _reproduce(args: argparse.Namespace) -> None:
     from gardiffmini.reproduce import reproduce
 
-    out = reproduce(args.profile, seeds=args.seeds, out=args.out, data_root=args.root)
+    extra = _check_passes_pairs_file(args, reproduce)
+    out = reproduce(args.profile, seeds=args.seeds, out=args.out, data_root=args.root, **extra)
     print(f"ablation table, figure and numbers are in {out}")
 
 
@@ -175,6 +176,7 @@ PRE_CHECKS = {  # the library functions a command calls, for checks of --pairs-f
     "train": ("gardiffmini.train", "train_variant"),
     "sample": ("gardiffmini.reproduce", "sample_variant"),
     "evaluate": ("gardiffmini.reproduce", "evaluate_variant"),
+    "reproduce": ("gardiffmini.reproduce", "reproduce"),
 }
 
 
@@ -227,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                        pairs_split="test")
     evaluate.add_argument("--variant", choices=sorted(VARIANTS), required=True)
 
-    reproduce = command("reproduce", _reproduce, "the ablation: four variants, several seeds")
+    reproduce = command("reproduce", _reproduce, "the ablation: four variants, several seeds",
+                        pairs_split="test")
     reproduce.add_argument("--seeds", type=int, default=3)
     reproduce.add_argument("--out", type=Path, default=None)
     return parser

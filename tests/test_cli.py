@@ -177,3 +177,12 @@ def test_warp_needs_a_root_and_one_split_for_a_pairs_file(capsys, release_root):
     assert "--root is required" in one_line_error(capsys, ["warp"])
     argv = ["warp", "--root", str(release_root), "--pairs-file", "test_pairs.txt"]
     assert "pass --splits train or --splits test" in one_line_error(capsys, argv)
+
+
+@pytest.mark.parametrize("command", ["warp", "train", "sample", "evaluate", "reproduce"])
+def test_every_command_that_reads_data_takes_a_pairs_file(command):
+    from gardiffmini.cli import build_parser
+
+    argv = [command, "--pairs-file", "p.txt"] + (["--variant", "base"] if command in (
+        "train", "sample", "evaluate") else [])
+    assert str(build_parser().parse_args(argv).pairs_file) == "p.txt"
