@@ -176,3 +176,14 @@ def test_lattice_grid_is_within_a_tenth_of_a_pixel_of_the_exact_grid():
     assert pixels.max() < 0.1
     with pytest.raises(ValueError, match="step must be >= 1"):
         tps_grid(spline, 8, 8, step=0)
+
+
+def test_nan_keypoints_are_named_as_such():
+    mask = tshirt_mask().float()
+    keypoints = KEYPOINTS.clone()
+    keypoints[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="keypoints hold NaN or infinite values"):
+        warp_garment(mask.expand(3, -1, -1), mask, keypoints)
+    src = torch.tensor([[0.0, 0.0], [1, 0], [0, 1], [float("nan"), 2]])
+    with pytest.raises(ValueError, match="tps_fit: src and dst must be finite"):
+        tps_fit(src, src)

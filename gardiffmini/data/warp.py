@@ -90,6 +90,8 @@ def tps_fit(
             f"tps_fit expects src and dst of one shape (..., K, 2) with K >= 3, "
             f"got {tuple(src.shape)} and {tuple(dst.shape)}"
         )
+    if not (bool(torch.isfinite(src).all()) and bool(torch.isfinite(dst).all())):
+        raise ValueError("tps_fit: src and dst must be finite (no NaN or infinite points)")
     src, dst = src.double(), dst.double()
     n = src.shape[-2]
     kernel = tps_kernel(torch.cdist(src, src)) + regularization * torch.eye(n, dtype=src.dtype)
@@ -368,6 +370,9 @@ def warp_garment(
         )
     if keypoints.shape != (cloth.shape[0], 25, 3):
         raise ValueError(f"expected keypoints (B, 25, 3), got {tuple(keypoints.shape)}")
+    if not bool(torch.isfinite(keypoints).all()):
+        raise ValueError("keypoints hold NaN or infinite values: expected finite (x, y, "
+                         "confidence), an undetected keypoint being (0, 0, 0)")
     height, width = cloth.shape[-2:]
     regularization = (SMOOTHING if smoothing is None else smoothing) * height * width
     grids = []
