@@ -33,6 +33,8 @@ pytestmark = pytest.mark.skipif(
 # seconds a page may take to load and typeset its math
 PAGE_TIMEOUT = 60
 WIDTH, HEIGHT = 1280, 1000
+# Chromium captures at most 16384 pixels in each direction
+MAX_SHOT_HEIGHT = 16384
 
 # LaTeX that MathJax should have turned into typeset math: delimiters or a control word
 RAW_LATEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]{2,}|\$[^$\s][^$]*[\\^_{][^$]*\$")
@@ -262,14 +264,16 @@ def inspect_page(driver, page: Path, screenshot: Path) -> tuple[list[str], dict]
 
 
 def _screenshot(driver, path: Path) -> None:
-    """A PNG of the whole page, not only the window."""
-    size = driver.execute_script(
-        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight];"
-    )
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1},
+    """A PNG of the whole page: the window is made as tall as the page, then restored."""
+    height = driver.execute_script("return document.documentElement.scrollHeight;")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": WIDTH, "height": min(height, MAX_SHOT_HEIGHT), "deviceScaleFactor": 1,
+        "mobile": False,
     })
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
 
