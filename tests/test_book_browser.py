@@ -15,6 +15,7 @@ The book to check is named by ``GARDIFF_BOOK_HTML`` (``make book-check`` sets it
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
@@ -33,8 +34,8 @@ pytestmark = pytest.mark.skipif(
 # seconds a page may take to load and typeset its math
 PAGE_TIMEOUT = 60
 WIDTH, HEIGHT = 1280, 1000
-# Chromium captures at most 16384 pixels in each direction
-MAX_SHOT_HEIGHT = 16384
+# height of one screenshot tile (Chromium captures at most 16384 pixels at once)
+SHOT_TILE = 8192
 
 # LaTeX that MathJax should have turned into typeset math: delimiters or a control word
 RAW_LATEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]{2,}|\$[^$\s][^$]*[\\^_{][^$]*\$")
@@ -264,18 +265,31 @@ def inspect_page(driver, page: Path, screenshot: Path) -> tuple[list[str], dict]
 
 
 def _screenshot(driver, path: Path) -> None:
-    """A PNG of the whole page: the window is made as tall as the page, then restored."""
+    """A PNG of the whole page: the window is made as tall as the page, captured in tiles
+    (Chromium captures at most 16384 pixels at once), then restored."""
+    from PIL import Image
+
     height = driver.execute_script("return document.documentElement.scrollHeight;")
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": WIDTH, "height": min(height, MAX_SHOT_HEIGHT), "deviceScaleFactor": 1,
-        "mobile": False,
+        "width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False,
     })
+    tiles = []
     try:
-        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        for top in range(0, height, SHOT_TILE):
+            clip = {"x": 0, "y": top, "width": WIDTH, "height": min(SHOT_TILE, height - top),
+                    "scale": 1}
+            shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png",
+                                                                    "clip": clip})
+            tiles.append(Image.open(io.BytesIO(base64.b64decode(shot["data"]))))
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    page = Image.new("RGB", (WIDTH, sum(tile.height for tile in tiles)), "white")
+    top = 0
+    for tile in tiles:
+        page.paste(tile.convert("RGB"), (0, top))
+        top += tile.height
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(base64.b64decode(shot["data"]))
+    page.save(path)
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +325,7 @@ def browser():
 
 
 def test_book_has_pages():
+    assert _book().is_dir(), f"no built book at {_book()}: make book PROFILE=ci first"
     pages = _pages()
     assert "book/intro.html" in pages, f"no intro page among {pages}"
     assert any(p.startswith("notebooks/") for p in pages), "no chapter pages"
