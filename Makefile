@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 BUILD := _build
 export GARDIFF_DATA ?= $(CURDIR)/data
 
-.PHONY: venv data book test unit notebooks-check reproduce clean
+.PHONY: venv data book test unit notebooks-check book-check reproduce clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ notebooks-check: venv
 	$(MAKE) book PROFILE=ci
 	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-cell-timeout=600 $(BUILD)/ci/src/notebooks
 
-test: unit notebooks-check
+# every page of the ci book in headless Chromium with the network blocked (needs
+# apt-get install chromium chromium-driver); screenshots go to _build/ci/screenshots
+book-check: venv
+	GARDIFF_BOOK_HTML=$(BUILD)/ci/_build/html $(BIN)/pytest -p no:cacheprovider tests/test_book_browser.py
+
+test: unit notebooks-check book-check
 
 reproduce: data
 	$(BIN)/python -m gardiffmini reproduce --profile $(PROFILE) --seeds 3
