@@ -223,16 +223,18 @@ def gardiff_loss(eps_pred: torch.Tensor, eps: torch.Tensor, x_t: torch.Tensor,
                  target_images: torch.Tensor, garment_mask: torch.Tensor,
                  decoder: Callable[[torch.Tensor], torch.Tensor], features: FeatureNet,
                  lam: float = 1e-3, scaling_factor: float = 1.0,
-                 appearance_samples: int | None = None) -> dict[str, torch.Tensor]:
+                 appearance_samples: int | None = None,
+                 mse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """GarDiff's loss ``L = L_mse + lambda * (L_spatial + L_high_freq)``.
 
     ``lam`` is lambda (1e-3 in the paper). ``appearance_samples`` takes the appearance terms
     on the first that many samples of the batch only (decoding is the costly part on a CPU;
     the samples are in random order, so this is an unbiased estimate); ``None``: all, as in
-    the paper. Returns ``mse``, ``spatial``, ``high_freq``, ``appearance`` (their sum) and
-    ``total``.
+    the paper. ``mse``: the noise term when the training weighs it (default: the paper's
+    unweighted :func:`noise_mse`). Returns ``mse``, ``spatial``, ``high_freq``, ``appearance``
+    (their sum) and ``total``.
     """
-    mse = noise_mse(eps_pred, eps)
+    mse = noise_mse(eps_pred, eps) if mse is None else mse
     k = appearance_samples or len(x_t)
     x0_hat = ddim_x0_estimate(x_t[:k], eps_pred[:k], timesteps[:k], alphas_cumprod)
     appearance = appearance_loss(x0_hat, target_images[:k], garment_mask[:k], decoder, features,

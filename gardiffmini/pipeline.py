@@ -6,8 +6,9 @@ the in-shop garment ``I_c``, the pipeline
 1. encodes ``E(I_w)`` and ``E(I_a)`` with the VAE and ``I_c`` with the CLIP image encoder;
 2. turns them into garment tokens with the adapter (``[f_clip, f_vae]``, or ``f_clip`` for Base);
 3. runs DDIM from noise, the UNet seeing ``[x_t, E(I_w), E(I_a)]`` and the tokens, ``m_w``
-   masking the garment attention; classifier-free guidance against the adapter's tokens of a
-   zero CLIP embedding and a zero latent (training drops the garment conditions with p = 0.05);
+   masking the garment attention; classifier-free guidance against the prediction without the
+   garment: the adapter's tokens of a zero CLIP embedding and a zero latent, and a zero
+   ``E(I_w)`` in the UNet's input (training drops all three together with p = 0.05);
 4. decodes the latent into an image in [0, 1].
 
 The garment processors' weights live in the UNet's state dict;
@@ -204,8 +205,8 @@ class GarDiffPipeline(DiffusionPipeline):
             tokens = torch.cat([unconditional, tokens])
             mask = torch.cat([mask, mask])
         tokens = tokens.to(dtype)
-        if guided:
-            warped_latents = torch.cat([warped_latents, warped_latents])
+        if guided:  # the unconditional branch has no garment: training drops E(I_w) too
+            warped_latents = torch.cat([torch.zeros_like(warped_latents), warped_latents])
             agnostic_latents = torch.cat([agnostic_latents, agnostic_latents])
         attention_kwargs = {"garment_mask": mask} if self.adapter.config.use_vae_tokens else None
 

@@ -86,7 +86,7 @@ PROFILES: dict[str, Profile] = {
         clip_width=32, clip_layers=2, clip_heads=2, clip_patch=8, clip_embed_dim=32,
         unet_channels=(32, 32), unet_layers_per_block=1, unet_head_dim=8,
         cross_attention_dim=32, clip_tokens=2,
-        batch_size=8, vae_steps=20, clip_steps=20, probe_steps=20, diffusion_steps=20,
+        batch_size=8, vae_steps=1500, clip_steps=20, probe_steps=20, diffusion_steps=20,
         learning_rate=1e-3, warmup_steps=5,
         sample_steps=5, guidance_scale=2.0, n_eval=8, appearance_samples=2,
     ),
@@ -96,7 +96,7 @@ PROFILES: dict[str, Profile] = {
         clip_width=64, clip_layers=3, clip_heads=4, clip_patch=8, clip_embed_dim=64,
         unet_channels=(32, 64), unet_layers_per_block=1, unet_head_dim=16,
         cross_attention_dim=64, clip_tokens=4,
-        batch_size=8, vae_steps=1200, clip_steps=400, probe_steps=300,
+        batch_size=8, vae_steps=4000, clip_steps=400, probe_steps=300,
         diffusion_steps=1000,
         learning_rate=5e-4, warmup_steps=50,
         sample_steps=25, guidance_scale=2.0, n_eval=32, appearance_samples=2,
@@ -140,7 +140,7 @@ def norm_groups(channels: tuple[int, ...] | list[int]) -> int:
     image's global colour. A VAE built that way learns shapes quickly but greys out colours
     (measured on ToyVITON at the ``cpu`` profile after 400 steps: mean saturation of the
     reconstructions 0.07 with 32 groups, 0.22 with 8, 0.29 in the photos; both VAEs
-    started from the posterior of ``encoders.INITIAL_LOG_VARIANCE``).
+    started from the posterior of ``vae.INITIAL_LOG_VARIANCE``).
     ``min(32, min(channels) // 4)`` groups, which is 32 at Stable Diffusion's sizes, keep at
     least four channels in each.
     """

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -149,8 +150,12 @@ class Run:
         optimizer: torch.optim.Optimizer | None = None,
         lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         history: list[dict] | None = None,
+        ema=None,
     ) -> None:
-        """Write a checkpoint at ``step``; every file is replaced atomically."""
+        """Write a checkpoint at ``step``; every file is replaced atomically.
+
+        ``ema`` (diffusers' ``EMAModel``): its averaged weights go with the optimizer state.
+        """
         weights = {
             f"{name}.{key}": value
             for name, module in modules.items()
@@ -160,6 +165,10 @@ class Run:
         if optimizer is not None:
             tensors, meta = _optimizer_to_tensors(optimizer.state_dict())
             meta["lr_scheduler"] = lr_scheduler.state_dict() if lr_scheduler else None
+            if ema is not None:
+                tensors |= {f"ema.{i}": p.detach().contiguous()
+                            for i, p in enumerate(ema.shadow_params)}
+                meta["ema_step"] = ema.optimization_step
             meta["step"] = step
             atomic_save_tensors(self.folder / "trainer.safetensors", tensors, meta)
         if history is not None:
@@ -173,8 +182,9 @@ class Run:
         modules: dict[str, torch.nn.Module],
         optimizer: torch.optim.Optimizer | None = None,
         lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        ema=None,
     ) -> int:
-        """Load the last checkpoint into ``modules`` (and the optimizer); return its step."""
+        """Load the last checkpoint into ``modules`` (and optimizer, EMA); return its step."""
         path = self.folder / "model.safetensors"
         if not path.exists():
             raise FileNotFoundError(f"{path}: no checkpoint in this run yet")
@@ -189,9 +199,16 @@ class Run:
 
             with safe_open(str(trainer), "pt") as handle:
                 meta = json.loads(handle.metadata()["json"])
-            optimizer.load_state_dict(_optimizer_from_tensors(load_file(str(trainer)), meta))
+            tensors = load_file(str(trainer))
+            averaged = {k: v for k, v in tensors.items() if k.startswith("ema.")}
+            tensors = {k: v for k, v in tensors.items() if not k.startswith("ema.")}
+            optimizer.load_state_dict(_optimizer_from_tensors(tensors, meta))
             if lr_scheduler is not None and meta["lr_scheduler"] is not None:
                 lr_scheduler.load_state_dict(meta["lr_scheduler"])
+            if ema is not None and averaged:
+                for i, p in enumerate(ema.shadow_params):
+                    p.data.copy_(averaged[f"ema.{i}"])
+                ema.optimization_step = meta["ema_step"]
         return self.state["step"]
 
     def write_metrics(self, history: list[dict] | None = None, summary: dict | None = None) -> None:
@@ -223,6 +240,7 @@ def fit(
     accelerator=None,
     desc: str | None = None,
     progress: bool = True,
+    ema=None,
 ) -> list[dict]:
     """Train ``modules`` for ``total_steps`` steps of ``loss_fn``, resuming and reusing ``run``.
 
@@ -231,8 +249,11 @@ def fit(
     global torch seed is also set per step (for dropout). A finished run is only loaded.
     A non-finite loss raises :class:`NonFiniteLossError` and leaves the last good
     checkpoint in place. ``accelerator`` (an ``accelerate.Accelerator``) handles devices,
-    mixed precision and several processes. The summary in ``metrics.json`` gets the training
-    wall time and steps/s of the last session. Returns the logged history.
+    mixed precision and several processes. ``ema`` (diffusers' ``EMAModel`` over the
+    optimizer's parameters) is updated after every step and checkpointed with the optimizer;
+    at the last step its averaged weights replace the trained ones, so a finished run keeps
+    the EMA weights. The summary in ``metrics.json`` gets the training wall time and steps/s
+    of the last session. Returns the logged history.
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     unwrap = accelerator.unwrap_model if accelerator is not None else (lambda m: m)
@@ -243,7 +264,7 @@ def fit(
         return run.metrics["history"]
     start, history = 0, []
     if (run.folder / "model.safetensors").exists():
-        start = run.load(plain, optimizer, lr_scheduler)
+        start = run.load(plain, optimizer, lr_scheduler, ema)
         history = [h for h in run.metrics["history"] if h["step"] < start]
     checkpoint_every = checkpoint_every or max(1, total_steps // 5)
     for module in modules.values():
@@ -272,6 +293,8 @@ def fit(
             if max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()
+        if ema is not None:
+            ema.step(params)
         if lr_scheduler is not None:
             lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -280,8 +303,10 @@ def fit(
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
         done = step + 1
+        if ema is not None and done == total_steps:
+            ema.copy_to(params)
         if is_main and (done % checkpoint_every == 0 or done == total_steps):
-            run.save(done, plain, optimizer, lr_scheduler, history)
+            run.save(done, plain, optimizer, lr_scheduler, history, ema)
     if is_main:
         if not (run.folder / "model.safetensors").exists():
             run.save(total_steps, plain, optimizer, lr_scheduler, history)
@@ -305,3 +330,20 @@ def warmup_schedule(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup_steps))
     )
+
+
+def warmup_cosine_schedule(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps``, then a cosine decay to zero at ``total_steps``."""
+    if total_steps < 1 or warmup_steps < 0:
+        raise ValueError(f"need total_steps >= 1 and warmup_steps >= 0, got {total_steps} "
+                         f"and {warmup_steps}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -19,15 +19,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.features import default_features
-from gardiffmini.losses import FrozenDecoder, gardiff_loss, noise_mse
+from gardiffmini.losses import FrozenDecoder, gardiff_loss
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
 from gardiffmini.models.unet import make_unet
@@ -46,6 +48,31 @@ from gardiffmini.runs import (
 
 CONDITION_DROP = 0.05  # the paper drops the garment conditions with p = 0.05 (for CFG)
 OFFSET_NOISE = 0.1  # std of the per-channel constant added to the training noise
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the try-on UNet is trained, beyond the paper's equations (chapter 3 measures each).
+
+    - ``min_snr_gamma``: Min-SNR-gamma loss weighting (Hang et al., 2023), ``None`` for the
+      paper's unweighted noise MSE;
+    - ``region_weight``: the weight of latent positions inside the agnostic mask against 1
+      outside it (the output is pasted back there, so only the try-on region is asked for);
+    - ``drop_warped_latent``: drop ``E(I_w)`` from the UNet's input together with the garment
+      tokens, so that classifier-free guidance has a garment to guide towards;
+    - ``ema_decay``: the largest decay of the EMA weights (diffusers' ``EMAModel`` with its
+      warm-up), which are the weights the run keeps; ``None``: keep the last weights.
+    """
+
+    min_snr_gamma: float | None = 5.0
+    region_weight: float = 4.0
+    drop_warped_latent: bool = True
+    ema_decay: float | None = 0.999
+
+
+PAPER_RECIPE = Recipe(min_snr_gamma=None, region_weight=1.0, drop_warped_latent=False,
+                      ema_decay=None)
+DEFAULT_RECIPE = Recipe()
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,42 @@ def training_noise(
     return noise + offset * torch.randn((shape[0], shape[1], 1, 1), generator=generator)
 
 
+def min_snr_weights(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor,
+                    gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weights of the noise MSE (Hang et al., 2023, Eq. 5 for epsilon):
+    ``w_t = min(SNR_t, gamma) / SNR_t`` with ``SNR_t = abar_t / (1 - abar_t)``, shape ``(B,)``.
+
+    High-noise steps (SNR < gamma) keep weight 1; low-noise steps, whose noise is easy to
+    predict and whose gradients conflict with the rest, are weighted down.
+    """
+    if gamma <= 0:
+        raise ValueError(f"min_snr_gamma must be positive, got {gamma}")
+    abar = alphas_cumprod.to(timesteps.device)[timesteps]
+    snr = abar / (1 - abar)
+    return snr.clamp(max=gamma) / snr
+
+
+def region_weights(agnostic_mask: torch.Tensor, latent_size: tuple[int, int],
+                   weight: float) -> torch.Tensor:
+    """Per-position loss weights ``(B, 1, h, w)``: ``weight`` where the latent cell touches the
+    agnostic mask (max-pooled to the latent grid), 1 elsewhere."""
+    if weight < 1:
+        raise ValueError(f"region_weight must be >= 1, got {weight}")
+    inside = F.adaptive_max_pool2d(agnostic_mask.float(), latent_size)
+    return 1 + (weight - 1) * inside
+
+
+def weighted_noise_mse(eps_pred: torch.Tensor, eps: torch.Tensor, per_sample: torch.Tensor,
+                       per_position: torch.Tensor) -> torch.Tensor:
+    """``sum_b w_b sum_p v_p |eps - eps_theta|^2 / sum_p v_p``, averaged over the batch.
+
+    With all weights 1 this is :func:`~gardiffmini.losses.noise_mse`, the paper's L_mse.
+    """
+    squared = (eps_pred.float() - eps.float()).square().mean(dim=1, keepdim=True)
+    per_image = (squared * per_position).sum(dim=(1, 2, 3)) / per_position.sum(dim=(1, 2, 3))
+    return (per_sample * per_image).mean()
+
+
 def noise_scheduler() -> DDPMScheduler:
     """The training noise schedule: Stable Diffusion's (1000 steps, scaled linear betas)."""
     return DDPMScheduler(
@@ -112,7 +175,7 @@ def encode_split(
 
     Returns latents ``x0 = E(I)``, ``warped = E(I_w)``, ``agnostic = E(I_a)`` (scaled by
     the VAE's scaling factor), the CLIP embedding of the in-shop garment, the warped
-    garment mask ``m_w`` and the person image (uint8, for the appearance loss).
+    garment mask ``m_w``, the agnostic mask and the person image (uint8, for the appearance loss).
     """
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     parts: dict[str, list[torch.Tensor]] = {}
@@ -123,6 +186,7 @@ def encode_split(
             "agnostic": encode_latents(vae, batch["agnostic"]),
             "clip": clip_image_embeds(image_encoder, batch["cloth"]),
             "warped_mask": batch["warped_mask"],
+            "agnostic_mask": batch["agnostic_mask"],
             "person": ((batch["person"] + 1) * 127.5).round().to(torch.uint8),
         }
         for key, value in encoded.items():
@@ -151,11 +215,13 @@ def weights_hash(*models: torch.nn.Module) -> str:
 
 
 def run_config(
-    profile: Profile, variant: Variant, steps: int, encoders_id: str, unet_config: dict
+    profile: Profile, variant: Variant, steps: int, encoders_id: str, unet_config: dict,
+    recipe: Recipe = DEFAULT_RECIPE,
 ) -> dict:
-    """What identifies a try-on run: variant, schedule, optimiser, UNet and the encoders used."""
+    """What identifies a try-on run: variant, recipe, schedule, optimiser, UNet and encoders."""
     return {
-        "variant": asdict(variant), "unet": architecture(unet_config), "steps": steps,
+        "variant": asdict(variant), "recipe": asdict(recipe),
+        "unet": architecture(unet_config), "steps": steps,
         "lr": profile.learning_rate, "warmup": profile.warmup_steps,
         "batch_size": profile.batch_size,
         "condition_drop": CONDITION_DROP, "offset_noise": OFFSET_NOISE, "encoders": encoders_id,
@@ -166,13 +232,16 @@ def run_config(
 def diffusion_step_loss(
     unet, adapter, cache: dict[str, torch.Tensor], index: torch.Tensor,
     generator: torch.Generator, scheduler: DDPMScheduler, variant: Variant, vae=None,
-    features=None, appearance_samples: int = 0,
+    features=None, appearance_samples: int = 0, recipe: Recipe = DEFAULT_RECIPE,
 ) -> dict[str, torch.Tensor]:
     """The loss of one training step on the cached pairs ``index``.
 
-    Noise-prediction MSE (the epsilon objective, on :func:`training_noise`), plus, for
-    ``+AL`` variants, ``lambda * (L_spatial + L_high_freq)`` on the decoded DDIM estimate of
-    x0 (of the first ``appearance_samples`` samples of the batch; 0: all).
+    Noise-prediction MSE (the epsilon objective, on :func:`training_noise`), weighted as
+    ``recipe`` says (:func:`weighted_noise_mse`), plus, for ``+AL`` variants,
+    ``lambda * (L_spatial + L_high_freq)`` on the decoded DDIM estimate of x0 (of the first
+    ``appearance_samples`` samples of the batch; 0: all). With probability
+    :data:`CONDITION_DROP` a sample loses its garment: the CLIP embedding and the adapter's
+    latent are zeroed, and with ``recipe.drop_warped_latent`` the UNet's ``E(I_w)`` too.
     """
     device = next(unet.parameters()).device
     batch = {key: value[index].to(device) for key, value in cache.items()}
@@ -182,30 +251,39 @@ def diffusion_step_loss(
                               generator=generator).to(device)
     keep = (torch.rand(len(index), generator=generator) >= CONDITION_DROP).float().to(device)
     x_t = scheduler.add_noise(x0, noise, timesteps)
-    tokens = adapter(batch["clip"] * keep[:, None], batch["warped"] * keep[:, None, None, None])
-    unet_input = tryon_unet_input(x_t, batch["warped"], batch["agnostic"])
+    warped = batch["warped"] * keep[:, None, None, None]
+    tokens = adapter(batch["clip"] * keep[:, None], warped)
+    unet_warped = warped if recipe.drop_warped_latent else batch["warped"]
+    unet_input = tryon_unet_input(x_t, unet_warped, batch["agnostic"])
     kwargs = {"garment_mask": batch["warped_mask"]} if variant.garment_adapter else None
     eps = unet(unet_input, timesteps, encoder_hidden_states=tokens,
                cross_attention_kwargs=kwargs).sample
+    alphas_cumprod = scheduler.alphas_cumprod.to(device)
+    per_sample = (min_snr_weights(timesteps, alphas_cumprod, recipe.min_snr_gamma)
+                  if recipe.min_snr_gamma else torch.ones(len(index), device=device))
+    per_position = region_weights(batch["agnostic_mask"], tuple(x0.shape[-2:]),
+                                  recipe.region_weight)
+    mse = weighted_noise_mse(eps, noise, per_sample, per_position)
     if not variant.appearance_loss:
-        return {"loss": noise_mse(eps, noise)}
+        return {"loss": mse}
     target = batch["person"].float() / 127.5 - 1
     losses = gardiff_loss(
-        eps, noise, x_t, timesteps, scheduler.alphas_cumprod.to(device), target,
+        eps, noise, x_t, timesteps, alphas_cumprod, target,
         batch["warped_mask"], decoder=FrozenDecoder(vae), features=features,
         lam=variant.appearance_weight, scaling_factor=vae.config.scaling_factor,
-        appearance_samples=appearance_samples or None,
+        appearance_samples=appearance_samples or None, mse=mse,
     )
-    return {"loss": losses["total"], "mse": losses["mse"], "spatial": losses["spatial"],
+    return {"loss": losses["total"], "mse": mse, "spatial": losses["spatial"],
             "high_freq": losses["high_freq"]}
 
 
 def train_variant(
     variant: str | Variant, profile: str | Profile = "cpu", seed: int = 0,
     data_root: Path | str | None = None, steps: int | None = None,
-    mixed_precision: str = "no", progress: bool = True,
+    mixed_precision: str = "no", progress: bool = True, recipe: Recipe = DEFAULT_RECIPE,
 ) -> GarDiffPipeline:
-    """Train ``variant`` at ``profile`` (or reuse the finished run) and return its pipeline."""
+    """Train ``variant`` at ``profile`` with ``recipe`` (or reuse the finished run) and
+    return its pipeline."""
     profile, variant = get_profile(profile), get_variant(variant)
     steps = profile.diffusion_steps if steps is None else steps
     root = Path(data_root) if data_root else ensure_toyviton(profile)
@@ -216,7 +294,7 @@ def train_variant(
         unet, adapter = build_model(profile, variant)
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
-                   run_config(profile, variant, steps, encoders_id, unet.config))
+                   run_config(profile, variant, steps, encoders_id, unet.config, recipe))
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
         cache = cached_training_set(root, profile, vae, image_encoder, encoders_id)
@@ -227,6 +305,10 @@ def train_variant(
         lr_schedule = warmup_schedule(optimizer, profile.warmup_steps)
         vae.to(accelerator.device).requires_grad_(False)
         unet, adapter, optimizer = accelerator.prepare(unet, adapter, optimizer)
+        ema = None
+        if recipe.ema_decay:
+            ema = EMAModel(params, decay=recipe.ema_decay, use_ema_warmup=True)
+            ema.to(accelerator.device)
         features = default_features().to(accelerator.device) if variant.appearance_loss else None
         process_seed = seed + 10_007 * accelerator.process_index
 
@@ -236,10 +318,12 @@ def train_variant(
             with accelerator.autocast():
                 return diffusion_step_loss(unet, adapter, cache, index, generator, scheduler,
                                            variant, vae=vae, features=features,
-                                           appearance_samples=profile.appearance_samples)
+                                           appearance_samples=profile.appearance_samples,
+                                           recipe=recipe)
 
         fit(run, {"unet": unet, "adapter": adapter}, optimizer, loss_fn, steps, lr_schedule,
-            accelerator=accelerator, desc=f"{variant.name} ({profile.name})", progress=progress)
+            accelerator=accelerator, desc=f"{variant.name} ({profile.name})", progress=progress,
+            ema=ema)
         unet, adapter = accelerator.unwrap_model(unet), accelerator.unwrap_model(adapter)
     else:
         run.load({"unet": unet, "adapter": adapter})

@@ -9,6 +9,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from gardiffmini.data import garments
 from gardiffmini.data.toyviton import generate
 from gardiffmini.models import encoders
+from gardiffmini.models import vae as vae_model
 from gardiffmini.profiles import get_profile
 
 
@@ -70,7 +71,7 @@ def test_tokenizer_round_trip_without_unknown_words(tokenizer, tmp_path):
 @pytest.mark.parametrize("name", ["ci", "cpu", "gpu"])
 def test_encoder_shapes_at_every_profile(name, tokenizer):
     profile = get_profile(name)
-    vae = encoders.make_vae(profile)
+    vae = vae_model.make_vae(profile)
     image_encoder = encoders.clip_image_encoder(encoders.make_clip(profile, tokenizer))
     images = torch.rand(2, 3, profile.height, profile.width) * 2 - 1
     with torch.no_grad():
@@ -110,13 +111,13 @@ def test_clip_pixel_values_rejects_images_outside_minus_one_one():
 def test_pretrained_round_trip_through_local_folders(tmp_path, tokenizer):
     profile = get_profile("ci")
     torch.manual_seed(0)
-    vae = encoders.make_vae(profile).eval()
+    vae = vae_model.make_vae(profile).eval()
     image_encoder = encoders.clip_image_encoder(encoders.make_clip(profile, tokenizer))
     vae.save_pretrained(tmp_path / "sd" / "vae")
     image_encoder.save_pretrained(tmp_path / "ip" / "models" / "image_encoder")
     image_encoder.save_pretrained(tmp_path / "flat")
     images = torch.rand(2, 3, profile.height, profile.width) * 2 - 1
-    loaded_vae = encoders.load_pretrained_vae(tmp_path / "sd")
+    loaded_vae = vae_model.load_pretrained_vae(tmp_path / "sd")
     loaded_clip = encoders.load_pretrained_clip_image_encoder(tmp_path / "ip")
     flat_clip = encoders.load_pretrained_clip_image_encoder(tmp_path / "flat")
     with torch.no_grad():
@@ -126,7 +127,7 @@ def test_pretrained_round_trip_through_local_folders(tmp_path, tokenizer):
         torch.testing.assert_close(encoders.clip_image_embeds(loaded_clip, images), expected)
         torch.testing.assert_close(encoders.clip_image_embeds(flat_clip, images), expected)
     with pytest.raises(FileNotFoundError, match="config.json"):
-        encoders.load_pretrained_vae(tmp_path / "ip")
+        vae_model.load_pretrained_vae(tmp_path / "ip")
 
 
 def test_clip_contrastive_loss_matches_a_hand_written_reference():
@@ -165,11 +166,11 @@ def test_vae_loss_matches_a_reference():
     posterior = DiagonalGaussianDistribution(torch.cat([mean, logvar], dim=1))
     kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3)).mean() / (3 * 8 * 6)
     rec = (reconstruction - target).abs().mean()
-    out = encoders.vae_loss(reconstruction, target, posterior, kl_weight=0.5)
+    out = vae_model.vae_loss(reconstruction, target, posterior, kl_weight=0.5)
     torch.testing.assert_close(out["kl"], kl)
     torch.testing.assert_close(out["loss"], rec + 0.5 * kl)
     with pytest.raises(ValueError, match="one shape"):
-        encoders.vae_loss(reconstruction[:1], target, posterior)
+        vae_model.vae_loss(reconstruction[:1], target, posterior)
 
 
 def test_load_images_and_attributes_follow_the_pair_file(toy_root):
@@ -227,7 +228,7 @@ def test_interrupted_training_resumes_to_the_same_weights(kind, toy_root, tmp_pa
 
 @torch.no_grad()
 def test_vae_posterior_starts_nearly_deterministic():
-    vae = encoders.make_vae("ci")
+    vae = vae_model.make_vae("ci")
     posterior = vae.encode(torch.rand(2, 3, 64, 48) * 2 - 1).latent_dist
-    expected = math.exp(encoders.INITIAL_LOG_VARIANCE / 2)
+    expected = math.exp(vae_model.INITIAL_LOG_VARIANCE / 2)
     assert posterior.std.mean().item() == pytest.approx(expected, rel=0.5)

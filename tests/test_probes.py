@@ -4,6 +4,7 @@ import torch
 from gardiffmini import probes
 from gardiffmini.data.toyviton import generate
 from gardiffmini.models import encoders
+from gardiffmini.models import vae as vae_model
 from gardiffmini.profiles import get_profile
 
 PROFILE = get_profile("ci", probe_steps=3, batch_size=4)
@@ -24,7 +25,7 @@ def garment_sets(toy_root):
 @pytest.fixture(scope="module")
 def features(garment_sets):
     torch.manual_seed(0)
-    vae = encoders.make_vae(PROFILE).eval()
+    vae = vae_model.make_vae(PROFILE).eval()
     clip = encoders.clip_image_encoder(encoders.make_clip(PROFILE, encoders.build_tokenizer()))
     train, test = garment_sets
     return (probes.encode_garments(vae, clip, train.images),

@@ -16,7 +16,8 @@ from gardiffmini import reproduce as reproduce_module
 from gardiffmini.data import layout
 from gardiffmini.data.garments import CATEGORIES, COLOR_NAMES, PATTERNS
 from gardiffmini.features import ToyVitonFeatureNet
-from gardiffmini.models.encoders import build_tokenizer, clip_image_encoder, make_clip, make_vae
+from gardiffmini.models.encoders import build_tokenizer, clip_image_encoder, make_clip
+from gardiffmini.models.vae import make_vae
 from gardiffmini.pipeline import GarDiffPipeline
 from gardiffmini.profiles import get_profile
 from gardiffmini.reproduce import (

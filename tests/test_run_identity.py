@@ -17,6 +17,7 @@ from PIL import Image
 from gardiffmini import train
 from gardiffmini.data import layout
 from gardiffmini.models import encoders
+from gardiffmini.models import vae as vae_model
 from gardiffmini.profiles import get_profile
 
 WIRING = "issue 12: data_fingerprint not yet wired into the run configs (train.py, encoders.py)"
@@ -31,7 +32,7 @@ def tryon_run_config(monkeypatch, root) -> dict:
     profile = get_profile("ci")
     tokenizer = encoders.build_tokenizer()
     torch.manual_seed(0)  # the same encoders for both data sets
-    tiny = (encoders.make_vae(profile),
+    tiny = (vae_model.make_vae(profile),
             encoders.clip_image_encoder(encoders.make_clip(profile, tokenizer)))
     monkeypatch.setattr(train, "load_or_train_encoders", lambda *args, **kwargs: tiny)
     seen = {}

@@ -6,13 +6,15 @@ GarDiff's first claim is that the garment should enter the try-on model twice: t
 two ways:
 
 - *small, trained here*, sized by a profile: :func:`train_vae` (reconstruction + KL, as
-  Stable Diffusion's VAE is trained) and :func:`train_clip` (contrastive, garment images
-  against captions written from ToyVITON's attributes, with a tokenizer built offline);
-- *pretrained*, from a model id or a local folder: :func:`load_pretrained_vae` (default:
-  the VAE of Stable Diffusion 2 inpainting) and :func:`load_pretrained_clip_image_encoder`
+  Stable Diffusion's VAE is trained; the model and its objective live in
+  :mod:`gardiffmini.models.vae`, which also ships trained weights for ``ci`` and ``cpu``)
+  and :func:`train_clip` (contrastive, garment images against captions written from
+  ToyVITON's attributes, with a tokenizer built offline);
+- *pretrained*, from a model id or a local folder: ``load_pretrained_vae`` (default: the VAE
+  of Stable Diffusion 2 inpainting) and :func:`load_pretrained_clip_image_encoder`
   (default: the OpenCLIP ViT-H/14 image encoder that IP-Adapter ships in transformers format).
 
-Both objectives live here once: :func:`clip_contrastive_loss` and :func:`vae_loss`.
+CLIP's objective lives here once: :func:`clip_contrastive_loss`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
-from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
@@ -40,20 +41,26 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from gardiffmini.data import garments, layout
 from gardiffmini.data.vitonhd import VitonHDLayoutError, open_image, read_pairs
 from gardiffmini.losses import check_image_batch
-from gardiffmini.profiles import Profile, get_profile, norm_groups
-from gardiffmini.runs import Run, architecture, fit, step_generator, warmup_schedule
+from gardiffmini.models.vae import (
+    VAE_RECIPE,
+    load_pretrained_vae,
+    load_shipped_vae,
+    make_vae,
+    vae_loss,
+)
+from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.runs import (
+    Run,
+    architecture,
+    fit,
+    step_generator,
+    warmup_cosine_schedule,
+    warmup_schedule,
+)
 
-DEFAULT_VAE_ID = "stabilityai/stable-diffusion-2-inpainting"
 DEFAULT_CLIP_ID = "h94/IP-Adapter"
 DEFAULT_CLIP_SUBFOLDER = "models/image_encoder"
 
-# Stable Diffusion's VAE weighs its KL term by 1e-6 against a per-pixel L1 term.
-VAE_KL_WEIGHT = 1e-6
-# log sigma^2 of q(z|x) at initialisation: sigma = 0.05 rather than 1. With a KL weight of
-# 1e-6 only the reconstruction term pulls sigma down, slowly; until it has, noise of std 1
-# on latents of std ~1 lets only coarse shapes through, and colour is lost (at the cpu
-# profile, 8 norm groups, 200 steps: mean saturation 0.07 from sigma = 1, 0.28 from 0.05).
-INITIAL_LOG_VARIANCE = -6.0
 MAX_CAPTION_TOKENS = 32
 SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<bos>",
                   "eos_token": "<eos>"}  # eos is not id 2: CLIP reads id 2 as a legacy eos
@@ -144,31 +151,6 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 # ---- the models -------------------------------------------------------------------------
 
-def make_vae(profile: str | Profile) -> AutoencoderKL:
-    """A randomly initialised ``AutoencoderKL`` sized by the profile.
-
-    One down block per entry of ``profile.vae_channels`` (so the latent is
-    ``(latent_channels, H / f, W / f)`` with ``f = profile.vae_factor``), one ResNet layer per
-    block to train fast on a CPU (Stable Diffusion's has two), and its mid-block attention.
-    Group norms follow :func:`~gardiffmini.profiles.norm_groups`, and the posterior starts
-    nearly deterministic (:data:`INITIAL_LOG_VARIANCE`): both keep colour in the latent.
-    """
-    profile = get_profile(profile)
-    channels = tuple(profile.vae_channels)
-    vae = AutoencoderKL(
-        block_out_channels=channels,
-        down_block_types=("DownEncoderBlock2D",) * len(channels),
-        up_block_types=("UpDecoderBlock2D",) * len(channels),
-        layers_per_block=1,
-        latent_channels=profile.latent_channels,
-        norm_num_groups=norm_groups(channels),
-        sample_size=profile.height,
-    )
-    with torch.no_grad():  # quant_conv's output is (mean, log variance) of q(z|x)
-        vae.quant_conv.bias[profile.latent_channels:] = INITIAL_LOG_VARIANCE
-    return vae
-
-
 def clip_image_side(profile: str | Profile) -> int:
     """The side of the square CLIP input: the image width, rounded down to whole patches."""
     profile = get_profile(profile)
@@ -213,7 +195,7 @@ def clip_image_encoder(clip_model: CLIPModel) -> CLIPVisionModelWithProjection:
     return encoder.eval()
 
 
-def _pretrained_location(id_or_path: str | Path, subfolder: str | None) -> dict:
+def pretrained_location(id_or_path: str | Path, subfolder: str | None) -> dict:
     """``from_pretrained`` arguments; a local folder may hold the model in ``subfolder`` or not."""
     path = Path(id_or_path)
     if not path.exists():
@@ -225,16 +207,6 @@ def _pretrained_location(id_or_path: str | Path, subfolder: str | None) -> dict:
     raise FileNotFoundError(f"no config.json in {where}: expected a model saved by save_pretrained")
 
 
-def load_pretrained_vae(
-    id_or_path: str | Path = DEFAULT_VAE_ID, subfolder: str | None = "vae"
-) -> AutoencoderKL:
-    """A pretrained ``AutoencoderKL`` from a model id (needs the network) or a local folder.
-
-    Default: the VAE of Stable Diffusion 2 inpainting, the paper's base model.
-    """
-    return AutoencoderKL.from_pretrained(**_pretrained_location(id_or_path, subfolder)).eval()
-
-
 def load_pretrained_clip_image_encoder(
     id_or_path: str | Path = DEFAULT_CLIP_ID, subfolder: str | None = DEFAULT_CLIP_SUBFOLDER
 ) -> CLIPVisionModelWithProjection:
@@ -243,7 +215,7 @@ def load_pretrained_clip_image_encoder(
     Default: OpenCLIP ViT-H/14 in transformers format, as IP-Adapter ships it
     (``h94/IP-Adapter``, subfolder ``models/image_encoder``), the paper's image encoder.
     """
-    location = _pretrained_location(id_or_path, subfolder)
+    location = pretrained_location(id_or_path, subfolder)
     return CLIPVisionModelWithProjection.from_pretrained(**location).eval()
 
 
@@ -289,32 +261,6 @@ def clip_contrastive_loss(
     logits = logit_scale.exp() * image_embeds @ text_embeds.T
     targets = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-
-
-def vae_loss(
-    reconstruction: torch.Tensor,
-    target: torch.Tensor,
-    posterior: DiagonalGaussianDistribution,
-    kl_weight: float = VAE_KL_WEIGHT,
-) -> dict[str, torch.Tensor]:
-    """The VAE objective of Latent Diffusion (Rombach et al., 2022, Sec. 3.1 and App. G).
-
-    ``L = |x - D(z)|_1 + beta * KL(N(mu, sigma^2) || N(0, I))``, ``z ~ q(z|x) = N(mu, sigma^2)``,
-    with ``KL = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2)``. Both terms are divided by the
-    number of pixel values, so ``beta`` (``kl_weight``) means what it means in Stable
-    Diffusion's training (1e-6). Its LPIPS and patch-GAN terms are left out at this scale.
-    Returns ``{"loss", "reconstruction", "kl"}``.
-    """
-    if reconstruction.shape != target.shape:
-        raise ValueError(
-            f"reconstruction {tuple(reconstruction.shape)} and target {tuple(target.shape)} "
-            "must have one shape"
-        )
-    values_per_image = target[0].numel()
-    reconstruction_term = (reconstruction - target).abs().mean()
-    kl = posterior.kl().mean() / values_per_image
-    return {"loss": reconstruction_term + kl_weight * kl,
-            "reconstruction": reconstruction_term, "kl": kl}
 
 
 # ---- the data, cached in memory ---------------------------------------------------------
@@ -401,25 +347,32 @@ def latent_scaling_factor(
 
 def train_vae(
     profile: str | Profile, seed: int = 0, data_root: Path | str | None = None,
-    progress: bool = True,
+    progress: bool = True, use_shipped: bool = True,
 ) -> AutoencoderKL:
-    """Train (or reload the finished run of) the profile's VAE on ToyVITON garments and persons.
+    """The profile's VAE: the package's trained weights, or trained (or reloaded) here.
 
-    Each step takes ``profile.batch_size`` images of the train split (garments and persons)
-    and a random crop of half their height and width from each (the decoder is convolutional,
-    so the VAE still encodes whole images; Stable Diffusion's VAE was trained on crops too),
-    for ``profile.vae_steps`` steps of :func:`vae_loss`. After training, the latent
-    ``scaling_factor`` is set to ``1 / std`` of the training latents, as Stable Diffusion did.
+    With ToyVITON's default data and ``use_shipped``, the weights shipped for the profile
+    (:func:`~gardiffmini.models.vae.load_shipped_vae`) are returned when today's recipe made
+    them. Otherwise the VAE trains as a run: each step takes ``profile.batch_size`` images of
+    the train split (garments and persons) and a random crop of half their height and width
+    from each (the decoder is convolutional, so the VAE still encodes whole images; Stable
+    Diffusion's VAE was trained on crops too), for ``profile.vae_steps`` steps of
+    :func:`~gardiffmini.models.vae.vae_loss` under :data:`~gardiffmini.models.vae.VAE_RECIPE`.
+    After training, the latent ``scaling_factor`` is set to ``1 / std`` of the training
+    latents, as Stable Diffusion did.
     """
     profile = get_profile(profile)
+    if use_shipped and data_root is None:
+        shipped = load_shipped_vae(profile, seed)
+        if shipped is not None:
+            return shipped
     root = _data_root(profile, data_root)
     factor = profile.vae_factor
     crop = (profile.height // 2 // factor * factor, profile.width // 2 // factor * factor)
     torch.manual_seed(seed)
     vae = make_vae(profile)
-    config = _training_config(profile, root, crop=list(crop), kl_weight=VAE_KL_WEIGHT,
-                              architecture=architecture(vae.config),
-                              initial_log_variance=INITIAL_LOG_VARIANCE)
+    config = _training_config(profile, root, crop=list(crop), recipe=VAE_RECIPE,
+                              architecture=architecture(vae.config))
     run = Run.open("vae", profile.name, seed, config)
     images = None
     if run.finished:
@@ -437,17 +390,19 @@ def train_vae(
             target = to_float(batch)
             posterior = vae.encode(target).latent_dist
             reconstruction = vae.decode(posterior.sample(generator=generator)).sample
-            return vae_loss(reconstruction, target, posterior)
+            return vae_loss(reconstruction, target, posterior, kl_weight=VAE_RECIPE["kl_weight"],
+                            mse_weight=VAE_RECIPE["mse_weight"])
 
-        optimizer = torch.optim.AdamW(vae.parameters(), lr=profile.learning_rate)
-        fit(run, {"vae": vae}, optimizer, loss_fn, profile.vae_steps,
-            warmup_schedule(optimizer, profile.warmup_steps), desc="train VAE",
-            progress=progress)
+        optimizer = torch.optim.AdamW(vae.parameters(), lr=VAE_RECIPE["learning_rate"])
+        schedule = warmup_cosine_schedule(optimizer, VAE_RECIPE["warmup_steps"], profile.vae_steps)
+        fit(run, {"vae": vae}, optimizer, loss_fn, profile.vae_steps, schedule,
+            desc="train VAE", progress=progress)
     vae.eval().requires_grad_(False)
     if "scaling_factor" not in run.metrics["summary"]:
         images = _vae_training_images(root, profile) if images is None else images
         run.write_metrics(summary={"scaling_factor": latent_scaling_factor(vae, images, seed)})
     vae.register_to_config(scaling_factor=run.metrics["summary"]["scaling_factor"])
+    vae.run = run
     return vae
 
 

@@ -1,0 +1,96 @@
+"""The try-on training recipe: Min-SNR weights, region weights, the weighted MSE, schedules, EMA."""
+
+import math
+
+import pytest
+import torch
+from diffusers.training_utils import EMAModel
+
+from gardiffmini import train
+from gardiffmini.losses import noise_mse
+from gardiffmini.runs import Run, fit, warmup_cosine_schedule
+
+
+def test_min_snr_weights_match_the_formula():
+    abar = torch.tensor([0.99, 0.5, 0.01])
+    t = torch.tensor([0, 1, 2])
+    weights = train.min_snr_weights(t, abar, gamma=5.0)
+    snr = [0.99 / 0.01, 1.0, 0.01 / 0.99]
+    expected = [min(s, 5.0) / s for s in snr]
+    torch.testing.assert_close(weights, torch.tensor(expected))
+    with pytest.raises(ValueError, match="positive"):
+        train.min_snr_weights(t, abar, gamma=0)
+
+
+def test_region_weights_mark_latent_cells_touching_the_agnostic_mask():
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[:, :, 0, 0] = 1  # one pixel in the top-left latent cell
+    weights = train.region_weights(mask, (2, 2), weight=4.0)
+    torch.testing.assert_close(weights, torch.tensor([[[[4.0, 1.0], [1.0, 1.0]]]]))
+    with pytest.raises(ValueError, match=">= 1"):
+        train.region_weights(mask, (2, 2), weight=0.5)
+
+
+def test_weighted_noise_mse_is_the_paper_mse_when_unweighted():
+    torch.manual_seed(0)
+    pred, eps = torch.randn(3, 4, 5, 6), torch.randn(3, 4, 5, 6)
+    plain = train.weighted_noise_mse(pred, eps, torch.ones(3), torch.ones(3, 1, 5, 6))
+    torch.testing.assert_close(plain, noise_mse(pred, eps))
+
+
+def test_weighted_noise_mse_by_hand():
+    pred = torch.zeros(2, 1, 1, 2)
+    eps = torch.tensor([[[[1.0, 2.0]]], [[[0.0, 3.0]]]])
+    per_position = torch.tensor([[[[1.0, 3.0]]], [[[1.0, 1.0]]]])
+    loss = train.weighted_noise_mse(pred, eps, torch.tensor([1.0, 0.5]), per_position)
+    first = (1 * 1 + 3 * 4) / 4
+    second = (0 + 9) / 2
+    assert loss.item() == pytest.approx((first + 0.5 * second) / 2)
+
+
+def test_warmup_cosine_schedule():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = warmup_cosine_schedule(optimizer, warmup_steps=2, total_steps=6)
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    expected = [0.5, 1.0] + [0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert rates == pytest.approx(expected)
+    with pytest.raises(ValueError):
+        warmup_cosine_schedule(optimizer, 0, 0)
+
+
+def _toy_fit(folder, steps, interrupt_at=None):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    ema = EMAModel(model.parameters(), decay=0.9, use_ema_warmup=True)
+    run = Run.open("toy", "ci", 0, {"steps": steps}, root=folder)
+    x = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+
+    def loss_fn(step):
+        if step == interrupt_at:
+            raise KeyboardInterrupt
+        return {"loss": (model(x) - 1).square().mean()}
+
+    fit(run, {"model": model}, optimizer, loss_fn, steps, checkpoint_every=2, progress=False,
+        ema=ema)
+    return model, ema
+
+
+def test_fit_keeps_the_ema_weights_and_resumes_them(tmp_path):
+    model, ema = _toy_fit(tmp_path / "straight", 6)
+    shadow = [p.clone() for p in ema.shadow_params]
+    torch.testing.assert_close(list(model.parameters()), shadow)  # the run keeps the EMA
+    with pytest.raises(KeyboardInterrupt):
+        _toy_fit(tmp_path / "resumed", 6, interrupt_at=3)
+    resumed, _ = _toy_fit(tmp_path / "resumed", 6)
+    torch.testing.assert_close(list(resumed.parameters()), shadow)
+
+
+def test_the_paper_recipe_turns_every_departure_off():
+    recipe = train.PAPER_RECIPE
+    assert recipe.min_snr_gamma is None and recipe.region_weight == 1.0
+    assert not recipe.drop_warped_latent and recipe.ema_decay is None
