@@ -26,6 +26,7 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.features import default_features
@@ -294,7 +295,8 @@ def train_variant(
         unet, adapter = build_model(profile, variant)
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
-                   run_config(profile, variant, steps, encoders_id, unet.config, recipe))
+                   run_config(profile, variant, steps, encoders_id, unet.config, recipe)
+                   | {"data": data_fingerprint(root, "train")})
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
         cache = cached_training_set(root, profile, vae, image_encoder, encoders_id)
@@ -340,7 +342,7 @@ def cached_training_set(
 ) -> dict[str, torch.Tensor]:
     """:func:`encode_split` of the training pairs, cached on disk next to the runs."""
     key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,
-                       "size": profile.image_size})
+                       "size": profile.image_size, "data": data_fingerprint(root, "train")})
     path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
     if path.exists():
         return load_file(str(path))

@@ -1,10 +1,5 @@
-"""A run's identity covers the data it trains on (issue 12).
-
-Both tests are marked ``xfail(strict=True)`` until ``data_fingerprint`` is wired into
-``train.train_variant``'s run config and ``encoders._training_config``: they fail today
-(a run trained on one data set is reused for another), and the marker must go when the
-wiring lands (strict: a pass then fails the suite as a reminder).
-"""
+"""A run's identity covers the data it trains on (issue 12): ``data_fingerprint`` is part of
+``train.train_variant``'s run config and of ``encoders._training_config``."""
 
 from __future__ import annotations
 
@@ -19,8 +14,6 @@ from gardiffmini.data import layout
 from gardiffmini.models import encoders
 from gardiffmini.models import vae as vae_model
 from gardiffmini.profiles import get_profile
-
-WIRING = "issue 12: data_fingerprint not yet wired into the run configs (train.py, encoders.py)"
 
 
 class Stop(Exception):
@@ -54,13 +47,11 @@ def changed_copy(root, tmp_path):
     return copy
 
 
-@pytest.mark.xfail(strict=True, reason=WIRING)
 def test_tryon_run_identity_depends_on_the_data(monkeypatch, release_root, tmp_path):
     other = changed_copy(release_root, tmp_path)
     assert tryon_run_config(monkeypatch, release_root) != tryon_run_config(monkeypatch, other)
 
 
-@pytest.mark.xfail(strict=True, reason=WIRING)
 def test_encoder_run_identity_depends_on_the_data(release_root, tmp_path):
     profile = get_profile("ci")
     other = changed_copy(release_root, tmp_path)  # same folder name, other images

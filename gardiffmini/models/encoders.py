@@ -39,6 +39,7 @@ from transformers import (
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from gardiffmini.data import garments, layout
+from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.vitonhd import VitonHDLayoutError, open_image, read_pairs
 from gardiffmini.losses import check_image_batch
 from gardiffmini.models.vae import (
@@ -320,7 +321,7 @@ def _data_root(profile: Profile, data_root: Path | str | None) -> Path:
 
 
 def _training_config(profile: Profile, root: Path, **extra) -> dict:
-    return {"data": root.name, "profile_fields": profile.to_dict(), **extra}
+    return {"data": data_fingerprint(root, "train"), "profile_fields": profile.to_dict(), **extra}
 
 
 # ---- training ---------------------------------------------------------------------------
