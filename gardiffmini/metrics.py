@@ -39,6 +39,8 @@ ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
 
 _TM = f"torchmetrics {torchmetrics.__version__}"
 TOOLCHAIN: dict[str, str] = {
+    "colour_match": "mean RGB inside m_w of the result vs the in-shop garment (inside its mask) "
+                    "and the person's own garment (parse labels); nearest wins",
     "SSIM": f"{_TM} structural_similarity_index_measure, gaussian 11, sigma 1.5, data_range=1.0",
     "LPIPS": f"{_TM} LearnedPerceptualImagePatchSimilarity, net_type=alex, normalize=True",
     "FID": f"{_TM} InceptionV3 (torch-fidelity 2015-12-05 weights, 2048-d), Frechet distance "
@@ -331,3 +333,29 @@ def high_frequency_energy_ratio(pred: torch.Tensor, target: torch.Tensor,
     pred_high = (_power(pred, mask) * high).sum(dim=(1, 2))
     target_high = (_power(target, mask) * high).sum(dim=(1, 2))
     return (pred_high / target_high.clamp_min(1e-12)).float()
+
+
+def _masked_mean_colour(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.float()
+    return (images * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)).clamp(min=1)
+
+
+@torch.no_grad()
+def colour_match_rate(results: torch.Tensor, result_mask: torch.Tensor, requested: torch.Tensor,
+                      requested_mask: torch.Tensor, original: torch.Tensor,
+                      original_mask: torch.Tensor) -> float:
+    """Share of try-on results whose garment colour is nearer the requested garment's than the
+    person's own garment's (unpaired try-on; toolchain ``TOOLCHAIN["colour_match"]``).
+
+    Each colour is the mean RGB inside its mask: the result inside ``result_mask`` (the warped
+    requested garment, ``m_w``), the in-shop garment inside its ``requested_mask`` and the
+    person's photo inside ``original_mask`` (its garment labels). Images ``(B, 3, H, W)`` in
+    [0, 1], masks ``(B, 1, H, W)``. A model that ignores the garment and repaints the person's
+    own colour scores near 0; one that puts the requested colour on the person scores 1.
+    """
+    for name, images in (("results", results), ("requested", requested), ("original", original)):
+        check_image_batch(name, images, value_range=(0.0, 1.0))
+    result = _masked_mean_colour(results, result_mask)
+    to_requested = (result - _masked_mean_colour(requested, requested_mask)).norm(dim=1)
+    to_original = (result - _masked_mean_colour(original, original_mask)).norm(dim=1)
+    return float((to_requested < to_original).double().mean())

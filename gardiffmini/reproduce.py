@@ -20,13 +20,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from gardiffmini import metrics
+from gardiffmini import baselines, metrics
 from gardiffmini.data import layout
 from gardiffmini.data.garments import CATEGORIES, COLOR_NAMES, PATTERNS
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.features import ToyVitonFeatureNet, train_feature_net
 from gardiffmini.losses import sobel_edges
+from gardiffmini.models.encoders import load_or_train_encoders
+from gardiffmini.models.vae import round_trip_report
 from gardiffmini.paths import data_root as default_data_root
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import Run, config_hash
@@ -46,6 +48,8 @@ SAMPLES_FILE = "samples-unpaired.safetensors"  # reproduce's try-on images (seed
 ATTRIBUTES = {"pattern": PATTERNS, "category": CATEGORIES, "colour": COLOR_NAMES}
 HIGHER_IS_BETTER = {  # the direction of every metric reported here and in the paper
     "SSIM": True, "LPIPS": False, "garment_detail_error": False, "hf_energy_ratio": True,
+    "SSIM_occluded": True, "garment_detail_error_occluded": False,
+    "unpaired_colour_match": True,
     "attribute_accuracy_p": True, "attribute_accuracy_u": True, "FID_toy_p": False,
     "KID_toy_p": False, "FID_toy_u": False, "KID_toy_u": False,
     "FID_p": False, "KID_p": False, "FID_u": False, "KID_u": False,  # the paper's columns
@@ -122,7 +126,10 @@ def try_on(pipeline, batch: dict[str, torch.Tensor], profile: Profile, seed: int
     return torch.cat(out).clamp(0, 1)
 
 
-EVAL_KEYS = ("person", "agnostic", "agnostic_mask", "warped_cloth", "warped_mask", "cloth")
+EVAL_KEYS = ("person", "agnostic", "agnostic_mask", "warped_cloth", "warped_mask", "cloth",
+             "cloth_mask", "parse")
+BASELINES = {"agnostic": "agnostic image", "warp+paste": "warp + paste",
+             "vae round trip": "VAE round trip (ceiling)"}
 
 
 def evaluation_sets(root: Path, profile: Profile) -> dict[str, dict[str, torch.Tensor]]:
@@ -134,35 +141,76 @@ def evaluation_sets(root: Path, profile: Profile) -> dict[str, dict[str, torch.T
     }
 
 
-def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
-                      net: ToyVitonFeatureNet | None = None, sets: dict | None = None) -> dict:
-    """All metrics of one trained pipeline on the test split, paired and unpaired."""
-    sets = evaluation_sets(root, profile) if sets is None else sets
-    net = feature_net(profile, root) if net is None else net
+def score(images: dict[str, torch.Tensor], sets: dict, net: ToyVitonFeatureNet, root: Path,
+          seed: int = 0) -> dict[str, float]:
+    """Every metric of try-on ``images`` (``{"paired", "unpaired"}``, in [0, 1]) on ``sets``.
+
+    Paired: SSIM, garment-detail error and high-frequency energy against the photos, on all
+    pairs and on the occluded subset (:func:`gardiffmini.baselines.occluded`), the attribute
+    accuracy and LPIPS where available. Unpaired: the attribute network's accuracy at
+    recognising the *requested* garment and :func:`~gardiffmini.metrics.colour_match_rate`.
+    Both: FID_toy/KID_toy against the test photos.
+    """
     paired, unpaired = sets["paired"], sets["unpaired"]
     real = paired["person"].add(1).div(2)
-    generated = {name: try_on(pipeline, s, profile, seed) for name, s in sets.items()}
-    labels = attribute_labels(root, "test", paired["cloth_name"])
-    unpaired_garments = attribute_labels(root, "test", unpaired["cloth_name"])
     mask = paired["warped_mask"]
+    hidden = baselines.occluded(paired)
+    ssim = metrics.ssim(images["paired"], real)
+    detail = metrics.garment_detail_error(images["paired"], real, mask)
+    own_garment = torch.isin(unpaired["parse"], torch.tensor(baselines.GARMENT_LABELS))[:, None]
     result = {
-        "SSIM": metrics.ssim(generated["paired"], real).mean().item(),
-        "garment_detail_error": metrics.garment_detail_error(
-            generated["paired"], real, mask).mean().item(),
+        "SSIM": ssim.mean().item(),
+        "garment_detail_error": detail.mean().item(),
+        "SSIM_occluded": ssim[hidden].mean().item() if hidden.any() else float("nan"),
+        "garment_detail_error_occluded": (detail[hidden].mean().item() if hidden.any()
+                                          else float("nan")),
         "hf_energy_ratio": metrics.high_frequency_energy_ratio(
-            generated["paired"], real, mask).mean().item(),
+            images["paired"], real, mask).mean().item(),
         "attribute_accuracy_p": metrics.attribute_accuracy(
-            net, generated["paired"], labels)["mean"],
+            net, images["paired"], attribute_labels(root, "test", paired["cloth_name"]))["mean"],
         "attribute_accuracy_u": metrics.attribute_accuracy(
-            net, generated["unpaired"], unpaired_garments)["mean"],
+            net, images["unpaired"],
+            attribute_labels(root, "test", unpaired["cloth_name"]))["mean"],
+        "unpaired_colour_match": metrics.colour_match_rate(
+            images["unpaired"], unpaired["warped_mask"], unpaired["cloth"].add(1).div(2),
+            unpaired["cloth_mask"], unpaired["person"].add(1).div(2), own_garment),
     }
     if metrics.lpips_status() is None:
-        result["LPIPS"] = metrics.lpips(generated["paired"], real).mean().item()
-    for name, images in generated.items():
-        toy = metrics.toy_distribution_metrics(net, images, real, seed=seed)
+        result["LPIPS"] = metrics.lpips(images["paired"], real).mean().item()
+    for name, generated in images.items():
+        toy = metrics.toy_distribution_metrics(net, generated, real, seed=seed)
         suffix = "p" if name == "paired" else "u"
         result[f"FID_toy_{suffix}"], result[f"KID_toy_{suffix}"] = toy["FID_toy"], toy["KID_toy"]
-    return {"metrics": result, "images": generated}
+    return result
+
+
+def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
+                      net: ToyVitonFeatureNet | None = None, sets: dict | None = None) -> dict:
+    """All metrics (:func:`score`) of one trained pipeline on the test split."""
+    sets = evaluation_sets(root, profile) if sets is None else sets
+    net = feature_net(profile, root) if net is None else net
+    generated = {name: try_on(pipeline, s, profile, seed) for name, s in sets.items()}
+    return {"metrics": score(generated, sets, net, root, seed), "images": generated}
+
+
+def baseline_images(vae, sets: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """The images of every baseline of :data:`BASELINES`, paired and unpaired, in [0, 1]."""
+    makers = {"agnostic": baselines.agnostic, "warp+paste": baselines.warp_and_paste,
+              "vae round trip": lambda batch: baselines.vae_round_trip(vae, batch)}
+    return {name: {pairing: make(batch).clamp(0, 1) for pairing, batch in sets.items()}
+            for name, make in makers.items()}
+
+
+def reference_points(net: ToyVitonFeatureNet, sets: dict, root: Path) -> dict:
+    """What the attribute scores mean: the network's accuracy on the real test photos (its
+    ceiling), the chance level (mean of 1 / classes), and the size of the occluded subset."""
+    paired = sets["paired"]
+    labels = attribute_labels(root, "test", paired["cloth_name"])
+    ceiling = metrics.attribute_accuracy(net, paired["person"].add(1).div(2), labels)["mean"]
+    chance = float(np.mean([1 / len(classes) for classes in ATTRIBUTES.values()]))
+    return {"attribute_ceiling": ceiling, "attribute_chance": chance,
+            "n_pairs": len(paired["person"]),
+            "n_occluded": int(baselines.occluded(paired).sum())}
 
 
 def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
@@ -255,25 +303,27 @@ def summarize(per_seed: dict[str, list[dict]]) -> dict[str, dict[str, dict[str, 
 
 
 TABLE_COLUMNS = (
-    ("SSIM", "SSIM ↑"), ("LPIPS", "LPIPS ↓"), ("garment_detail_error", "detail err ↓"),
-    ("hf_energy_ratio", "HF kept ↑"), ("FID_toy_p", "FID_toy p ↓"), ("KID_toy_p", "KID_toy p ↓"),
-    ("FID_toy_u", "FID_toy u ↓"), ("KID_toy_u", "KID_toy u ↓"),
-    ("attribute_accuracy_u", "attr acc u ↑"),
+    ("SSIM", "SSIM ↑"), ("SSIM_occluded", "SSIM occl. ↑"), ("LPIPS", "LPIPS ↓"),
+    ("garment_detail_error", "detail err ↓"), ("hf_energy_ratio", "HF kept ↑"),
+    ("FID_toy_p", "FID_toy p ↓"), ("FID_toy_u", "FID_toy u ↓"),
+    ("attribute_accuracy_u", "attr acc u ↑"), ("unpaired_colour_match", "colour match u ↑"),
 )
 
 
-def ablation_table(summary: dict) -> str:
-    """The ablation as a markdown table, ``mean ± std`` over seeds (LPIPS only if measured)."""
+def ablation_table(summary: dict, baseline_summary: dict | None = None) -> str:
+    """The ablation as a markdown table, ``mean ± std`` over seeds (LPIPS only if measured),
+    with the baselines of :data:`BASELINES` in italics above the variants."""
     first = next(iter(summary.values()))
     columns = [(key, title) for key, title in TABLE_COLUMNS if key in first]
-    head = "| variant | " + " | ".join(title for _, title in columns) + " |"
+    head = "| images | " + " | ".join(title for _, title in columns) + " |"
     rule = "|---" * (len(columns) + 1) + "|"
-    rows = [
-        f"| {VARIANTS[v].name} | " + " | ".join(
-            f"{summary[v][key]['mean']:.3f} ± {summary[v][key]['std']:.3f}"
-            for key, _ in columns) + " |"
-        for v in summary
-    ]
+
+    def row(title: str, numbers: dict) -> str:
+        return f"| {title} | " + " | ".join(
+            f"{numbers[key]['mean']:.3f} ± {numbers[key]['std']:.3f}" for key, _ in columns) + " |"
+
+    rows = [row(f"*{BASELINES[b]}*", numbers) for b, numbers in (baseline_summary or {}).items()]
+    rows += [row(VARIANTS[v].name, summary[v]) for v in summary]
     return "\n".join([head, rule, *rows])
 
 
@@ -366,9 +416,11 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     """Train and evaluate every variant for ``seeds`` seeds, reusing finished runs; write results.
 
     Writes into ``out`` (default ``<data root>/reproduce-<profile>``): ``ablation.md`` (mean
-    ± std over seeds), ``qualitative.png`` (:func:`qualitative_grid`, seed 0), the unpaired
+    ± std over seeds, the baselines of :data:`BASELINES` above the variants), ``qualitative.png`` (:func:`qualitative_grid`, seed 0), the unpaired
     try-on images of seed 0 behind it (:data:`SAMPLES_FILE`, one tensor per variant) and
-    ``ablation.json`` (the summary, every per-seed number, the paper's numbers, each run's
+    ``ablation.json`` (the summary, every per-seed number, the baselines' numbers per seed,
+    the occluded subset's and the unpaired colour match's numbers, the attribute network's
+    ceiling and chance level, the VAE's round-trip errors, the paper's numbers, each run's
     training time and speed, and the provenance with each metric's toolchain; its wall time
     counts this call only, the training runs it reused report their own). Evaluations are cached by
     :func:`cached_evaluation`. Returns ``out``.
@@ -386,9 +438,15 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     out = Path(out) if out else default_data_root() / f"reproduce-{profile.name}"
     out.mkdir(parents=True, exist_ok=True)
     sets, net = evaluation_sets(root, profile), feature_net(profile, root)
+    vae, _ = load_or_train_encoders(profile, progress=progress)
     per_seed: dict[str, list[dict]] = {}
+    baseline_per_seed: dict[str, list[dict]] = {}
     training: dict[str, list[dict]] = {}
     samples: dict[str, torch.Tensor] = {}
+    references = baseline_images(vae, sets)
+    for seed in range(seeds):
+        for name, images in references.items():
+            baseline_per_seed.setdefault(name, []).append(score(images, sets, net, root, seed))
     for variant in variants:
         for seed in range(seeds):
             pipeline = train_variant(variant, profile, seed=seed, data_root=root,
@@ -400,15 +458,21 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
                 {"run": pipeline.run.folder.name, **pipeline.run.metrics["summary"]})
             if seed == 0:
                 samples[variant] = result["images"]["unpaired"]
-    summary = summarize(per_seed)
-    table = ablation_table(summary)
+    summary, baseline_summary = summarize(per_seed), summarize(baseline_per_seed)
+    table = ablation_table(summary, baseline_summary)
     (out / "ablation.md").write_text(table + "\n")
     save_file({v: images.contiguous() for v, images in samples.items()},
               str(out / SAMPLES_FILE))
     figure = qualitative_grid(sets["unpaired"], samples, {v: VARIANTS[v].name for v in samples})
     figure.savefig(out / "qualitative.png", dpi=150, bbox_inches="tight")
     plt.close(figure)
+    occluded_keys = ("SSIM_occluded", "garment_detail_error_occluded")
     record = {"summary": summary, "per_seed": per_seed, "table": table,
+              "baselines": {"summary": baseline_summary, "per_seed": baseline_per_seed},
+              "occluded": {v: {k: summary[v][k] for k in occluded_keys} for v in summary},
+              "unpaired_colour_match": {v: summary[v]["unpaired_colour_match"] for v in summary},
+              "reference_points": reference_points(net, sets, root),
+              "vae": round_trip_report(vae, profile, n=len(sets["paired"]["person"])),
               "paper": PAPER_ABLATION, "training": training,
               "provenance": provenance(profile, list(range(seeds)), time.perf_counter() - start)}
     (out / "ablation.json").write_text(json.dumps(record, indent=2))

@@ -84,6 +84,11 @@ def test_ablation_table_rows_and_columns() -> None:
     assert table[-1].startswith("| Base + GFA + AL | 0.300 ± 0.010")
     assert all(row.count("|") == table[0].count("|") for row in table)
     assert "LPIPS ↓" in ablation_table(_summary(with_lpips=True)).splitlines()[0]
+    summary = _summary(with_lpips=False)
+    baselines = {"warp+paste": summary["base"]}
+    with_baselines = ablation_table(summary, baselines).splitlines()
+    assert with_baselines[2].startswith("| *warp + paste* | 0.000 ± 0.010")
+    assert len(with_baselines) == 3 + len(VARIANTS)
 
 
 def test_paper_table_holds_the_papers_numbers() -> None:
@@ -172,6 +177,8 @@ def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
         return ToyVitonFeatureNet(attributes, width=8).eval()
 
     monkeypatch.setattr(reproduce_module, "feature_net", fake_feature_net)
+    monkeypatch.setattr(reproduce_module, "load_or_train_encoders",
+                        lambda profile, progress: (make_vae(profile).eval(), None))
     out = reproduce(profile, seeds=2, out=tmp_path / "out", data_root=toyviton_root,
                     variants=("base", "base+gfa+al"), progress=False)
     assert trained == [("base", 0), ("base", 1), ("base+gfa+al", 0), ("base+gfa+al", 1)]
@@ -183,8 +190,18 @@ def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
         assert {"SSIM", "garment_detail_error", "FID_toy_u", "KID_toy_u",
                 "attribute_accuracy_u"} <= set(metrics)
         assert metrics["SSIM"]["mean"] == pytest.approx((runs[0]["SSIM"] + runs[1]["SSIM"]) / 2)
-        assert all(math.isfinite(m["mean"]) for m in metrics.values())
+        assert all(math.isfinite(m["mean"]) for k, m in metrics.items() if "occluded" not in k)
         assert 0 < metrics["SSIM"]["mean"] <= 1
+        assert set(record["occluded"][variant]) == {"SSIM_occluded",
+                                                    "garment_detail_error_occluded"}
+        assert 0 <= record["unpaired_colour_match"][variant]["mean"] <= 1
+    assert list(record["baselines"]["per_seed"]) == ["agnostic", "warp+paste", "vae round trip"]
+    assert all(len(runs) == 2 for runs in record["baselines"]["per_seed"].values())
+    points = record["reference_points"]
+    assert 0 <= points["attribute_ceiling"] <= 1 and points["n_pairs"] == 2
+    assert points["attribute_chance"] == pytest.approx(
+        sum(1 / len(v) for v in ATTRIBUTES.values()) / len(ATTRIBUTES))
+    assert len(record["vae"]["colour"]) == 14
     assert record["provenance"]["profile"] == "ci" and record["provenance"]["seeds"] == [0, 1]
     assert record["paper"] == PAPER_ABLATION
     assert (out / "ablation.md").read_text().strip() == record["table"]
