@@ -41,13 +41,16 @@ RECIPES = {
     "no-min-snr": replace(train.DEFAULT_RECIPE, min_snr_gamma=None),
     "no-region": replace(train.DEFAULT_RECIPE, region_weight=1.0),
     "no-drop-warped": replace(train.DEFAULT_RECIPE, drop_warped_latent=False),
+    "epsilon": replace(train.DEFAULT_RECIPE, prediction_type="epsilon"),
 }
 
 
-def held_out_ssim(unet, adapter, vae, encoder, profile, pairs, seed: int) -> float:
+def held_out_ssim(unet, adapter, vae, encoder, profile, pairs, seed: int,
+                  prediction_type: str) -> float:
+    schedule = train.noise_scheduler(prediction_type).config
     pipeline = GarDiffPipeline(unet=unet.eval(), vae=vae, image_encoder=encoder,
                                adapter=adapter.eval(),
-                               scheduler=DDIMScheduler.from_config(train.noise_scheduler().config))
+                               scheduler=DDIMScheduler.from_config(schedule))
     pipeline.set_progress_bar_config(disable=True)
     images = try_on(pipeline, pairs, profile, seed)
     unet.train()
@@ -65,7 +68,7 @@ def curve(name: str, args, profile, cache, vae, encoder, pairs) -> dict:
     ema = EMAModel(params, decay=recipe.ema_decay, use_ema_warmup=True) if recipe.ema_decay \
         else None
     features = default_features() if variant.appearance_loss else None
-    scheduler = train.noise_scheduler()
+    scheduler = train.noise_scheduler(recipe.prediction_type)
     points, train_seconds = [], 0.0
     for step in range(args.steps):
         started = time.perf_counter()
@@ -86,13 +89,14 @@ def curve(name: str, args, profile, cache, vae, encoder, pairs) -> dict:
         if (step + 1) % args.every == 0:
             point = {"step": step + 1, "train_seconds": round(train_seconds, 1),
                      "ssim_raw": held_out_ssim(unet, adapter, vae, encoder, profile, pairs,
-                                               args.seed)}
+                                               args.seed, recipe.prediction_type)}
             if ema is not None:
                 averaged_unet, averaged_adapter = copy.deepcopy(unet), copy.deepcopy(adapter)
                 ema.copy_to([p for m in (averaged_unet, averaged_adapter)
                              for p in m.parameters() if p.requires_grad])
                 point["ssim_ema"] = held_out_ssim(averaged_unet, averaged_adapter, vae, encoder,
-                                                  profile, pairs, args.seed)
+                                                  profile, pairs, args.seed,
+                                                  recipe.prediction_type)
             print(name, json.dumps(point), flush=True)
             points.append(point)
     return {"recipe": asdict(recipe), "points": points}

@@ -86,6 +86,19 @@ def ddim_x0_estimate(x_t: torch.Tensor, eps_pred: torch.Tensor, timesteps: torch
     return (x_t - torch.sqrt(1 - abar) * eps_pred) / torch.sqrt(abar)
 
 
+def epsilon_from_v(v_pred: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor,
+                   alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """The noise a v-prediction implies: ``eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t``.
+
+    With ``v = sqrt(abar) eps - sqrt(1 - abar) x0`` and ``x_t = sqrt(abar) x0 + sqrt(1 - abar)
+    eps`` (Salimans & Ho, 2022), so that a v model's output enters the paper's equations
+    (:func:`ddim_x0_estimate`) unchanged.
+    """
+    _check_same_shape("x_t", x_t, "v_pred", v_pred)
+    abar = alphas_cumprod.to(x_t.device)[timesteps].view(-1, 1, 1, 1).to(x_t.dtype)
+    return abar.sqrt() * v_pred + (1 - abar).sqrt() * x_t
+
+
 def sobel_edges(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Horizontal and vertical Sobel maps ``(gx, gy)`` of ``(B, C, H, W)`` images, per channel.
 

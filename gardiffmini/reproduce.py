@@ -416,8 +416,9 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     """Train and evaluate every variant for ``seeds`` seeds, reusing finished runs; write results.
 
     Writes into ``out`` (default ``<data root>/reproduce-<profile>``): ``ablation.md`` (mean
-    ± std over seeds, the baselines of :data:`BASELINES` above the variants), ``qualitative.png`` (:func:`qualitative_grid`, seed 0), the unpaired
-    try-on images of seed 0 behind it (:data:`SAMPLES_FILE`, one tensor per variant) and
+    ± std over seeds, the baselines of :data:`BASELINES` above the variants),
+    ``qualitative.png`` (:func:`qualitative_grid`, seed 0), the unpaired try-on images of
+    seed 0 behind it (:data:`SAMPLES_FILE`, one tensor per variant) and
     ``ablation.json`` (the summary, every per-seed number, the baselines' numbers per seed,
     the occluded subset's and the unpaired colour match's numbers, the attribute network's
     ceiling and chance level, the VAE's round-trip errors, the paper's numbers, each run's

@@ -30,7 +30,7 @@ from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.features import default_features
-from gardiffmini.losses import FrozenDecoder, gardiff_loss
+from gardiffmini.losses import FrozenDecoder, epsilon_from_v, gardiff_loss
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
 from gardiffmini.models.unet import make_unet
@@ -62,17 +62,27 @@ class Recipe:
     - ``drop_warped_latent``: drop ``E(I_w)`` from the UNet's input together with the garment
       tokens, so that classifier-free guidance has a garment to guide towards;
     - ``ema_decay``: the largest decay of the EMA weights (diffusers' ``EMAModel`` with its
-      warm-up), which are the weights the run keeps; ``None``: keep the last weights.
+      warm-up), which are the weights the run keeps; ``None``: keep the last weights;
+    - ``prediction_type``: what the UNet predicts, ``"epsilon"`` (the paper's noise) or
+      ``"v_prediction"`` (``v = sqrt(abar) eps - sqrt(1 - abar) x0``, Salimans & Ho, 2022),
+      whose x0 estimate does not divide the UNet's error by ``sqrt(abar_t)`` (0.07 at t=999).
     """
 
     min_snr_gamma: float | None = 5.0
     region_weight: float = 4.0
     drop_warped_latent: bool = True
     ema_decay: float | None = 0.999
+    prediction_type: str = "v_prediction"
+
+    def __post_init__(self) -> None:
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got "
+                             f"{self.prediction_type!r}")
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 PAPER_RECIPE = Recipe(min_snr_gamma=None, region_weight=1.0, drop_warped_latent=False,
-                      ema_decay=None)
+                      ema_decay=None, prediction_type="epsilon")
 DEFAULT_RECIPE = Recipe()
 
 
@@ -125,18 +135,19 @@ def training_noise(
 
 
 def min_snr_weights(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor,
-                    gamma: float) -> torch.Tensor:
-    """Min-SNR-gamma weights of the noise MSE (Hang et al., 2023, Eq. 5 for epsilon):
-    ``w_t = min(SNR_t, gamma) / SNR_t`` with ``SNR_t = abar_t / (1 - abar_t)``, shape ``(B,)``.
+                    gamma: float, prediction_type: str = "epsilon") -> torch.Tensor:
+    """Min-SNR-gamma weights of the diffusion MSE (Hang et al., 2023), shape ``(B,)``:
+    ``w_t = min(SNR_t, gamma) / SNR_t`` for epsilon, ``min(SNR_t, gamma) / (SNR_t + 1)`` for
+    v, with ``SNR_t = abar_t / (1 - abar_t)``.
 
-    High-noise steps (SNR < gamma) keep weight 1; low-noise steps, whose noise is easy to
-    predict and whose gradients conflict with the rest, are weighted down.
+    Both weigh every step's x0 error by ``min(SNR_t, gamma)``: low-noise steps, whose target
+    is easy and whose gradients conflict with the rest, are weighted down.
     """
     if gamma <= 0:
         raise ValueError(f"min_snr_gamma must be positive, got {gamma}")
     abar = alphas_cumprod.to(timesteps.device)[timesteps]
     snr = abar / (1 - abar)
-    return snr.clamp(max=gamma) / snr
+    return snr.clamp(max=gamma) / (snr if prediction_type == "epsilon" else snr + 1)
 
 
 def region_weights(agnostic_mask: torch.Tensor, latent_size: tuple[int, int],
@@ -149,22 +160,24 @@ def region_weights(agnostic_mask: torch.Tensor, latent_size: tuple[int, int],
     return 1 + (weight - 1) * inside
 
 
-def weighted_noise_mse(eps_pred: torch.Tensor, eps: torch.Tensor, per_sample: torch.Tensor,
+def weighted_noise_mse(prediction: torch.Tensor, target: torch.Tensor, per_sample: torch.Tensor,
                        per_position: torch.Tensor) -> torch.Tensor:
-    """``sum_b w_b sum_p v_p |eps - eps_theta|^2 / sum_p v_p``, averaged over the batch.
+    """``mean_b w_b sum_p u_p |target - prediction|^2 / sum_p u_p`` (target: eps or v).
 
-    With all weights 1 this is :func:`~gardiffmini.losses.noise_mse`, the paper's L_mse.
+    With all weights 1 and epsilon as the target this is
+    :func:`~gardiffmini.losses.noise_mse`, the paper's L_mse.
     """
-    squared = (eps_pred.float() - eps.float()).square().mean(dim=1, keepdim=True)
+    squared = (prediction.float() - target.float()).square().mean(dim=1, keepdim=True)
     per_image = (squared * per_position).sum(dim=(1, 2, 3)) / per_position.sum(dim=(1, 2, 3))
     return (per_sample * per_image).mean()
 
 
-def noise_scheduler() -> DDPMScheduler:
-    """The training noise schedule: Stable Diffusion's (1000 steps, scaled linear betas)."""
+def noise_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
+    """The training noise schedule: Stable Diffusion's (1000 steps, scaled linear betas),
+    for a UNet that predicts ``prediction_type`` (its sampler reads it from this config)."""
     return DDPMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-        beta_schedule="scaled_linear", clip_sample=False,
+        beta_schedule="scaled_linear", clip_sample=False, prediction_type=prediction_type,
     )
 
 
@@ -237,10 +250,11 @@ def diffusion_step_loss(
 ) -> dict[str, torch.Tensor]:
     """The loss of one training step on the cached pairs ``index``.
 
-    Noise-prediction MSE (the epsilon objective, on :func:`training_noise`), weighted as
-    ``recipe`` says (:func:`weighted_noise_mse`), plus, for ``+AL`` variants,
-    ``lambda * (L_spatial + L_high_freq)`` on the decoded DDIM estimate of x0 (of the first
-    ``appearance_samples`` samples of the batch; 0: all). With probability
+    The diffusion MSE (the paper's noise objective on :func:`training_noise`, or its v
+    counterpart), weighted as ``recipe`` says (:func:`weighted_noise_mse`), plus, for
+    ``+AL`` variants, ``lambda * (L_spatial + L_high_freq)`` on the decoded DDIM estimate of
+    x0 (of the first ``appearance_samples`` samples of the batch; 0: all), a v model's output
+    turned into the epsilon of the paper's equation first. With probability
     :data:`CONDITION_DROP` a sample loses its garment: the CLIP embedding and the adapter's
     latent are zeroed, and with ``recipe.drop_warped_latent`` the UNet's ``E(I_w)`` too.
     """
@@ -257,19 +271,24 @@ def diffusion_step_loss(
     unet_warped = warped if recipe.drop_warped_latent else batch["warped"]
     unet_input = tryon_unet_input(x_t, unet_warped, batch["agnostic"])
     kwargs = {"garment_mask": batch["warped_mask"]} if variant.garment_adapter else None
-    eps = unet(unet_input, timesteps, encoder_hidden_states=tokens,
-               cross_attention_kwargs=kwargs).sample
+    prediction = unet(unet_input, timesteps, encoder_hidden_states=tokens,
+                      cross_attention_kwargs=kwargs).sample
     alphas_cumprod = scheduler.alphas_cumprod.to(device)
-    per_sample = (min_snr_weights(timesteps, alphas_cumprod, recipe.min_snr_gamma)
+    v_model = recipe.prediction_type == "v_prediction"
+    target = scheduler.get_velocity(x0, noise, timesteps) if v_model else noise
+    per_sample = (min_snr_weights(timesteps, alphas_cumprod, recipe.min_snr_gamma,
+                                  recipe.prediction_type)
                   if recipe.min_snr_gamma else torch.ones(len(index), device=device))
     per_position = region_weights(batch["agnostic_mask"], tuple(x0.shape[-2:]),
                                   recipe.region_weight)
-    mse = weighted_noise_mse(eps, noise, per_sample, per_position)
+    mse = weighted_noise_mse(prediction, target, per_sample, per_position)
     if not variant.appearance_loss:
         return {"loss": mse}
-    target = batch["person"].float() / 127.5 - 1
+    eps = (epsilon_from_v(prediction, x_t, timesteps, alphas_cumprod) if v_model
+           else prediction)
+    person = batch["person"].float() / 127.5 - 1
     losses = gardiff_loss(
-        eps, noise, x_t, timesteps, alphas_cumprod, target,
+        eps, noise, x_t, timesteps, alphas_cumprod, person,
         batch["warped_mask"], decoder=FrozenDecoder(vae), features=features,
         lam=variant.appearance_weight, scaling_factor=vae.config.scaling_factor,
         appearance_samples=appearance_samples or None, mse=mse,
@@ -300,7 +319,7 @@ def train_variant(
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
         cache = cached_training_set(root, profile, vae, image_encoder, encoders_id)
-        scheduler = noise_scheduler()
+        scheduler = noise_scheduler(recipe.prediction_type)
         params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
                                       weight_decay=0.01)
@@ -331,7 +350,7 @@ def train_variant(
         run.load({"unet": unet, "adapter": adapter})
     pipeline = GarDiffPipeline(
         unet=unet.eval(), vae=vae, image_encoder=image_encoder, adapter=adapter.eval(),
-        scheduler=DDIMScheduler.from_config(noise_scheduler().config),
+        scheduler=DDIMScheduler.from_config(noise_scheduler(recipe.prediction_type).config),
     )
     pipeline.run = run
     return pipeline

@@ -94,3 +94,33 @@ def test_the_paper_recipe_turns_every_departure_off():
     recipe = train.PAPER_RECIPE
     assert recipe.min_snr_gamma is None and recipe.region_weight == 1.0
     assert not recipe.drop_warped_latent and recipe.ema_decay is None
+
+
+def test_epsilon_from_v_inverts_diffusers_velocity():
+    from gardiffmini.losses import epsilon_from_v
+
+    scheduler = train.noise_scheduler("v_prediction")
+    generator = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(3, 4, 5, 6, generator=generator), torch.randn(3, 4, 5, 6,
+                                                                        generator=generator)
+    t = torch.tensor([0, 500, 999])
+    x_t = scheduler.add_noise(x0, eps, t)
+    v = scheduler.get_velocity(x0, eps, t)
+    torch.testing.assert_close(epsilon_from_v(v, x_t, t, scheduler.alphas_cumprod), eps,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_min_snr_weights_for_v_weigh_the_x0_error_alike():
+    abar = torch.tensor([0.99, 0.5, 0.01])
+    t = torch.tensor([0, 1, 2])
+    snr = abar / (1 - abar)
+    v = train.min_snr_weights(t, abar, 5.0, "v_prediction")
+    eps = train.min_snr_weights(t, abar, 5.0, "epsilon")
+    # an x0 error costs snr times as much eps error and snr + 1 times as much v error, so
+    # both weightings put min(snr, gamma) on the x0 error: w_eps * snr == w_v * (snr + 1)
+    torch.testing.assert_close(eps * snr, v * (snr + 1))
+
+
+def test_recipe_rejects_an_unknown_prediction_type():
+    with pytest.raises(ValueError, match="prediction_type"):
+        train.Recipe(prediction_type="sample")
