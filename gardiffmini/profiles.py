@@ -97,9 +97,9 @@ PROFILES: dict[str, Profile] = {
         unet_channels=(32, 64), unet_layers_per_block=1, unet_head_dim=16,
         cross_attention_dim=64, clip_tokens=4,
         batch_size=8, vae_steps=4000, clip_steps=400, probe_steps=300,
-        diffusion_steps=1000,
+        diffusion_steps=1200,
         learning_rate=5e-4, warmup_steps=50,
-        sample_steps=25, guidance_scale=2.0, n_eval=32, appearance_samples=2,
+        sample_steps=25, guidance_scale=2.0, n_eval=128, appearance_samples=2,
     ),
     "gpu": Profile(
         name="gpu", height=256, width=192, n_train=10000, n_test=512,
