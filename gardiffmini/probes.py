@@ -143,7 +143,7 @@ def train_reconstruction_probe(
     profile = get_profile(profile)
     if len(features) != len(images):
         raise ValueError(f"{len(features)} features but {len(images)} images: expected one each")
-    config = {"profile_fields": profile.to_dict(), "features": _fingerprint(features),
+    config = {"profile_fields": profile.training_fields(), "features": _fingerprint(features),
               "grid_channels": PROBE_GRID_CHANNELS}
     run = Run.open(f"probe-{name.lower()}", profile.name, seed, config)
     torch.manual_seed(seed)

@@ -75,9 +75,17 @@ class Profile:
         return (self.height // self.vae_factor, self.width // self.vae_factor)
 
     def to_dict(self) -> dict:
-        """A JSON-friendly copy (for run configs and provenance)."""
+        """A JSON-friendly copy (for provenance)."""
         return asdict(self)
 
+    def training_fields(self) -> dict:
+        """:meth:`to_dict` without the fields that only sampling and evaluation read
+        (:data:`EVALUATION_FIELDS`): what a training run's identity may depend on, so that
+        evaluating on more pairs or with another guidance scale reuses the trained runs."""
+        return {k: v for k, v in asdict(self).items() if k not in EVALUATION_FIELDS}
+
+
+EVALUATION_FIELDS = ("n_eval", "sample_steps", "guidance_scale")
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(

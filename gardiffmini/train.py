@@ -239,7 +239,7 @@ def run_config(
         "lr": profile.learning_rate, "warmup": profile.warmup_steps,
         "batch_size": profile.batch_size,
         "condition_drop": CONDITION_DROP, "offset_noise": OFFSET_NOISE, "encoders": encoders_id,
-        "profile_settings": profile.to_dict(),
+        "profile_settings": profile.training_fields(),
     }
 
 

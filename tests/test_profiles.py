@@ -24,3 +24,13 @@ def test_every_profile_is_four_by_three_and_overridable():
     assert get_profile("cpu", n_train=5).n_train == 5
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("huge")
+
+
+def test_evaluation_settings_are_not_part_of_a_training_runs_identity():
+    from gardiffmini.profiles import EVALUATION_FIELDS, get_profile
+
+    base = get_profile("cpu")
+    other = get_profile("cpu", n_eval=7, sample_steps=3, guidance_scale=4.0)
+    assert base.training_fields() == other.training_fields()
+    assert not set(EVALUATION_FIELDS) & set(base.training_fields())
+    assert get_profile("cpu", diffusion_steps=5).training_fields() != base.training_fields()

@@ -321,7 +321,8 @@ def _data_root(profile: Profile, data_root: Path | str | None) -> Path:
 
 
 def _training_config(profile: Profile, root: Path, **extra) -> dict:
-    return {"data": data_fingerprint(root, "train"), "profile_fields": profile.to_dict(), **extra}
+    return {"data": data_fingerprint(root, "train"), "profile_fields": profile.training_fields(),
+            **extra}
 
 
 # ---- training ---------------------------------------------------------------------------
