@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from gardiffmini import train
+from gardiffmini import objective, train
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.features import default_features
 from gardiffmini.models.encoders import load_or_train_encoders
@@ -33,7 +33,7 @@ def measure(variant_name: str, profile, cache, vae, steps: int, warmup: int, dev
     params = [p for m in (unet, adapter) for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, weight_decay=0.01)
     features = default_features().to(device) if variant.appearance_loss else None
-    scheduler = train.noise_scheduler()
+    scheduler = objective.noise_scheduler()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = None

@@ -48,6 +48,8 @@ class Profile:
     vae_steps: int
     clip_steps: int
     probe_steps: int
+    # the shared inpainting base every variant starts from (0: none, or a pretrained SD)
+    base_steps: int
     diffusion_steps: int
     learning_rate: float
     warmup_steps: int
@@ -94,7 +96,8 @@ PROFILES: dict[str, Profile] = {
         clip_width=32, clip_layers=2, clip_heads=2, clip_patch=8, clip_embed_dim=32,
         unet_channels=(32, 32), unet_layers_per_block=1, unet_head_dim=8,
         cross_attention_dim=32, clip_tokens=2,
-        batch_size=8, vae_steps=1500, clip_steps=20, probe_steps=20, diffusion_steps=20,
+        batch_size=8, vae_steps=1500, clip_steps=20, probe_steps=20, base_steps=300,
+        diffusion_steps=20,
         learning_rate=1e-3, warmup_steps=5,
         sample_steps=5, guidance_scale=2.0, n_eval=8, appearance_samples=2,
     ),
@@ -105,7 +108,7 @@ PROFILES: dict[str, Profile] = {
         unet_channels=(32, 64), unet_layers_per_block=1, unet_head_dim=16,
         cross_attention_dim=64, clip_tokens=4,
         batch_size=8, vae_steps=4000, clip_steps=400, probe_steps=300,
-        diffusion_steps=1200,
+        base_steps=3000, diffusion_steps=1200,
         learning_rate=5e-4, warmup_steps=50,
         sample_steps=25, guidance_scale=2.0, n_eval=128, appearance_samples=2,
     ),
@@ -116,7 +119,7 @@ PROFILES: dict[str, Profile] = {
         unet_channels=(128, 256, 256), unet_layers_per_block=2, unet_head_dim=32,
         cross_attention_dim=256, clip_tokens=4,
         batch_size=32, vae_steps=4000, clip_steps=4000, probe_steps=2000,
-        diffusion_steps=20000,
+        base_steps=20000, diffusion_steps=20000,
         learning_rate=2e-4, warmup_steps=500,
         sample_steps=50, guidance_scale=2.5, n_eval=512,
     ),
@@ -127,7 +130,7 @@ PROFILES: dict[str, Profile] = {
         unet_channels=(320, 640, 1280, 1280), unet_layers_per_block=2, unet_head_dim=64,
         cross_attention_dim=1024, clip_tokens=4,
         batch_size=8, vae_steps=0, clip_steps=0, probe_steps=2000,
-        diffusion_steps=200000,
+        base_steps=0, diffusion_steps=200000,
         learning_rate=5e-5, warmup_steps=500,
         sample_steps=100, guidance_scale=7.5, n_eval=2032,
         extra={

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers.training_utils import EMAModel
 
-from gardiffmini import train
+from gardiffmini import objective
 from gardiffmini.losses import noise_mse
 from gardiffmini.runs import Run, fit, warmup_cosine_schedule
 
@@ -14,27 +14,27 @@ from gardiffmini.runs import Run, fit, warmup_cosine_schedule
 def test_min_snr_weights_match_the_formula():
     abar = torch.tensor([0.99, 0.5, 0.01])
     t = torch.tensor([0, 1, 2])
-    weights = train.min_snr_weights(t, abar, gamma=5.0)
+    weights = objective.min_snr_weights(t, abar, gamma=5.0)
     snr = [0.99 / 0.01, 1.0, 0.01 / 0.99]
     expected = [min(s, 5.0) / s for s in snr]
     torch.testing.assert_close(weights, torch.tensor(expected))
     with pytest.raises(ValueError, match="positive"):
-        train.min_snr_weights(t, abar, gamma=0)
+        objective.min_snr_weights(t, abar, gamma=0)
 
 
 def test_region_weights_mark_latent_cells_touching_the_agnostic_mask():
     mask = torch.zeros(1, 1, 8, 8)
     mask[:, :, 0, 0] = 1  # one pixel in the top-left latent cell
-    weights = train.region_weights(mask, (2, 2), weight=4.0)
+    weights = objective.region_weights(mask, (2, 2), weight=4.0)
     torch.testing.assert_close(weights, torch.tensor([[[[4.0, 1.0], [1.0, 1.0]]]]))
     with pytest.raises(ValueError, match=">= 1"):
-        train.region_weights(mask, (2, 2), weight=0.5)
+        objective.region_weights(mask, (2, 2), weight=0.5)
 
 
 def test_weighted_noise_mse_is_the_paper_mse_when_unweighted():
     torch.manual_seed(0)
     pred, eps = torch.randn(3, 4, 5, 6), torch.randn(3, 4, 5, 6)
-    plain = train.weighted_noise_mse(pred, eps, torch.ones(3), torch.ones(3, 1, 5, 6))
+    plain = objective.weighted_noise_mse(pred, eps, torch.ones(3), torch.ones(3, 1, 5, 6))
     torch.testing.assert_close(plain, noise_mse(pred, eps))
 
 
@@ -42,7 +42,7 @@ def test_weighted_noise_mse_by_hand():
     pred = torch.zeros(2, 1, 1, 2)
     eps = torch.tensor([[[[1.0, 2.0]]], [[[0.0, 3.0]]]])
     per_position = torch.tensor([[[[1.0, 3.0]]], [[[1.0, 1.0]]]])
-    loss = train.weighted_noise_mse(pred, eps, torch.tensor([1.0, 0.5]), per_position)
+    loss = objective.weighted_noise_mse(pred, eps, torch.tensor([1.0, 0.5]), per_position)
     first = (1 * 1 + 3 * 4) / 4
     second = (0 + 9) / 2
     assert loss.item() == pytest.approx((first + 0.5 * second) / 2)
@@ -91,7 +91,7 @@ def test_fit_keeps_the_ema_weights_and_resumes_them(tmp_path):
 
 
 def test_the_paper_recipe_turns_every_departure_off():
-    recipe = train.PAPER_RECIPE
+    recipe = objective.PAPER_RECIPE
     assert recipe.min_snr_gamma is None and recipe.region_weight == 1.0
     assert not recipe.drop_warped_latent and recipe.ema_decay is None
 
@@ -99,7 +99,7 @@ def test_the_paper_recipe_turns_every_departure_off():
 def test_epsilon_from_v_inverts_diffusers_velocity():
     from gardiffmini.losses import epsilon_from_v
 
-    scheduler = train.noise_scheduler("v_prediction")
+    scheduler = objective.noise_scheduler("v_prediction")
     generator = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(3, 4, 5, 6, generator=generator), torch.randn(3, 4, 5, 6,
                                                                         generator=generator)
@@ -114,8 +114,8 @@ def test_min_snr_weights_for_v_weigh_the_x0_error_alike():
     abar = torch.tensor([0.99, 0.5, 0.01])
     t = torch.tensor([0, 1, 2])
     snr = abar / (1 - abar)
-    v = train.min_snr_weights(t, abar, 5.0, "v_prediction")
-    eps = train.min_snr_weights(t, abar, 5.0, "epsilon")
+    v = objective.min_snr_weights(t, abar, 5.0, "v_prediction")
+    eps = objective.min_snr_weights(t, abar, 5.0, "epsilon")
     # an x0 error costs snr times as much eps error and snr + 1 times as much v error, so
     # both weightings put min(snr, gamma) on the x0 error: w_eps * snr == w_v * (snr + 1)
     torch.testing.assert_close(eps * snr, v * (snr + 1))
@@ -123,4 +123,4 @@ def test_min_snr_weights_for_v_weigh_the_x0_error_alike():
 
 def test_recipe_rejects_an_unknown_prediction_type():
     with pytest.raises(ValueError, match="prediction_type"):
-        train.Recipe(prediction_type="sample")
+        objective.Recipe(prediction_type="sample")

@@ -1,15 +1,15 @@
 import pytest
 import torch
 
-from gardiffmini import train
+from gardiffmini import objective, train
 from gardiffmini.features import default_features
 from gardiffmini.models.attention import garment_processors
 from gardiffmini.pipeline import GarDiffPipeline
 from gardiffmini.profiles import get_profile
 from gardiffmini.runs import NonFiniteLossError, step_generator
 
-TINY = dict(n_train=8, n_test=4, vae_steps=2, clip_steps=2, diffusion_steps=4, batch_size=2,
-            n_eval=2, sample_steps=2)
+TINY = dict(n_train=8, n_test=4, vae_steps=2, clip_steps=2, base_steps=2, diffusion_steps=4,
+            batch_size=2, n_eval=2, sample_steps=2)
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +40,17 @@ def cache(profile):
 
 def test_training_noise_adds_one_constant_per_sample_and_channel():
     generator = torch.Generator().manual_seed(0)
-    noise = train.training_noise((64, 4, 16, 12), generator, offset=0.5)
+    noise = objective.training_noise((64, 4, 16, 12), generator, offset=0.5)
     generator = torch.Generator().manual_seed(0)
     plain = torch.randn((64, 4, 16, 12), generator=generator)
     constant = noise - plain
     assert torch.allclose(constant, constant[..., :1, :1].expand_as(constant))
     assert constant[..., 0, 0].std().item() == pytest.approx(0.5, rel=0.15)
-    assert torch.equal(train.training_noise((2, 4, 3, 3), torch.Generator().manual_seed(1), 0.0),
+    no_offset = objective.training_noise((2, 4, 3, 3), torch.Generator().manual_seed(1), 0.0)
+    assert torch.equal(no_offset,
                        torch.randn((2, 4, 3, 3), generator=torch.Generator().manual_seed(1)))
     with pytest.raises(ValueError, match="shape"):
-        train.training_noise((4, 3, 3), generator)
+        objective.training_noise((4, 3, 3), generator)
 
 
 def test_variants_and_bad_names():
@@ -79,7 +80,7 @@ def test_each_variant_builds_and_gives_a_finite_loss(cache, profile, name):
     features = default_features() if variant.appearance_loss else None
     generator = step_generator(0, 0)
     losses = train.diffusion_step_loss(unet, adapter, data, torch.tensor([0, 1]), generator,
-                                       train.noise_scheduler(), variant, vae=vae,
+                                       objective.noise_scheduler(), variant, vae=vae,
                                        features=features)
     assert torch.isfinite(losses["loss"])
     losses["loss"].backward()

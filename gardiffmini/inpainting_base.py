@@ -1,0 +1,161 @@
+"""The shared inpainting base: what Stable Diffusion 2 inpainting is to the paper, at toy scale.
+
+GarDiff starts every variant of its ablation from one pretrained inpainting UNet (GARDIFF.md,
+"UNet input and base model"), whose extra input channels start at zero. How a person looks
+and how a hole in one is filled, it already knows; the variants learn only to dress the
+person. The small profiles have no such model, so the book makes one: the profile's UNet,
+trained once on ToyVITON's training persons as an inpainting model with its garment inputs
+empty (``E(I_w) = 0`` and all-zero tokens). It learns to denoise a person and to fill the
+agnostic region from the person alone (body, arms, background, shading; the garment only as
+a guess). Every variant then starts from its weights: the ``E(I_w)`` channels of the first
+convolution at zero, as :func:`~gardiffmini.models.unet.widen_conv_in` leaves SD's new
+channels, and the adapter as :func:`~gardiffmini.train.build_model` makes it.
+
+The ``ci`` and ``cpu`` bases ship in the package (``python tools/ship_base.py --profile P``),
+identified by :func:`base_hash`; another profile trains its base on first use and keeps it as
+a run. ``profile.base_steps == 0`` means no base: the ``paper`` profile starts from SD.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+
+from gardiffmini.data.toyviton import TOYVITON_VERSION
+from gardiffmini.models.unet import make_unet
+from gardiffmini.objective import (
+    DEFAULT_RECIPE,
+    Recipe,
+    noise_scheduler,
+    noised_latents,
+    recipe_mse,
+)
+from gardiffmini.pipeline import tryon_unet_input
+from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.runs import Run, architecture, config_hash, fit, step_generator, warmup_schedule
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+BASE_SEED = 0  # one base for every seed of the variants, as the paper has one SD
+
+
+def garment_channels(profile: Profile) -> slice:
+    """The input channels of the UNet that carry ``E(I_w)`` (the second of the three latents
+    of :func:`~gardiffmini.pipeline.tryon_unet_input`)."""
+    return slice(profile.latent_channels, 2 * profile.latent_channels)
+
+
+def make_base_unet(profile: Profile | str) -> UNet2DConditionModel:
+    """The profile's try-on UNet with its ``E(I_w)`` input weights at zero: an inpainting UNet
+    that ignores the garment channels until a variant trains them."""
+    profile = get_profile(profile)
+    unet = make_unet(profile)
+    with torch.no_grad():
+        unet.conv_in.weight[:, garment_channels(profile)] = 0
+    return unet
+
+
+def base_step_loss(
+    unet: UNet2DConditionModel, cache: dict[str, torch.Tensor], index: torch.Tensor,
+    generator: torch.Generator, scheduler: DDPMScheduler, n_tokens: int,
+    recipe: Recipe = DEFAULT_RECIPE,
+) -> dict[str, torch.Tensor]:
+    """One inpainting step on the cached pairs ``index``: the recipe's diffusion MSE
+    (:func:`~gardiffmini.objective.recipe_mse`) of the UNet on ``[x_t, 0, E(I_a)]`` with
+    ``n_tokens`` all-zero cross-attention tokens, i.e. with no garment at all."""
+    device = next(unet.parameters()).device
+    x0 = cache["x0"][index].to(device)
+    noise, timesteps, x_t = noised_latents(x0, generator, scheduler)
+    unet_input = tryon_unet_input(x_t, torch.zeros_like(x0), cache["agnostic"][index].to(device))
+    tokens = torch.zeros(len(index), n_tokens, unet.config.cross_attention_dim, device=device)
+    prediction = unet(unet_input, timesteps, encoder_hidden_states=tokens).sample
+    return {"loss": recipe_mse(prediction, x0, noise, timesteps,
+                               cache["agnostic_mask"][index].to(device), scheduler, recipe)}
+
+
+def base_config(profile: Profile, vae_id: str, recipe: Recipe = DEFAULT_RECIPE) -> dict:
+    """What determines the base's weights: data, VAE, architecture, recipe and schedule."""
+    return {
+        "toyviton": TOYVITON_VERSION, "seed": BASE_SEED, "size": profile.image_size,
+        "n_train": profile.n_train, "vae": vae_id,
+        "unet": architecture(make_base_unet(profile).config), "steps": profile.base_steps,
+        "batch_size": profile.batch_size, "lr": profile.learning_rate,
+        "warmup": profile.warmup_steps, "tokens": profile.clip_tokens, "recipe": asdict(recipe),
+    }
+
+
+def base_hash(profile: Profile | str, vae_id: str) -> str:
+    """The identity of the profile's base trained on the VAE ``vae_id`` (a weights hash)."""
+    return config_hash(base_config(get_profile(profile), vae_id))
+
+
+def shipped_base_path(profile: Profile) -> Path:
+    """Where the package keeps the inpainting base of ``profile`` (may not exist)."""
+    return WEIGHTS_DIR / f"inpainting-base-{profile.name}.safetensors"
+
+
+def load_shipped_base(profile: Profile | str, vae_id: str) -> dict[str, torch.Tensor] | None:
+    """The package's base of ``profile`` as a float32 state dict, or ``None`` when none was
+    made by today's :func:`base_config` (then the caller trains one)."""
+    from safetensors.torch import load_file
+
+    profile = get_profile(profile)
+    path = shipped_base_path(profile)
+    record_path = path.with_suffix(".json")
+    if not (path.is_file() and record_path.is_file()):
+        return None
+    if json.loads(record_path.read_text()).get("base_hash") != base_hash(profile, vae_id):
+        return None
+    return {k: v.float() for k, v in load_file(str(path)).items()}
+
+
+def train_base(
+    profile: Profile, vae_id: str, training_set: Callable[[], dict[str, torch.Tensor]],
+    progress: bool = True,
+) -> UNet2DConditionModel:
+    """Train the profile's base (or load its finished run) on the cached ToyVITON training
+    pairs that ``training_set()`` returns (called only when it must train); the returned UNet
+    keeps its EMA weights and has ``.run``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BASE_SEED)
+        unet = make_base_unet(profile)
+    run = Run.open("inpainting-base", profile.name, BASE_SEED, base_config(profile, vae_id))
+    if run.finished:
+        run.load({"unet": unet})
+    else:
+        cache = training_set()
+        scheduler = noise_scheduler(DEFAULT_RECIPE.prediction_type)
+        params = [p for p in unet.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, weight_decay=0.01)
+        ema = EMAModel(params, decay=DEFAULT_RECIPE.ema_decay, use_ema_warmup=True)
+
+        def loss_fn(step: int) -> dict[str, torch.Tensor]:
+            generator = step_generator(BASE_SEED, step)
+            index = torch.randint(0, len(cache["x0"]), (profile.batch_size,), generator=generator)
+            return base_step_loss(unet, cache, index, generator, scheduler, profile.clip_tokens)
+
+        fit(run, {"unet": unet}, optimizer, loss_fn, profile.base_steps,
+            warmup_schedule(optimizer, profile.warmup_steps), ema=ema,
+            desc=f"inpainting base ({profile.name})", progress=progress)
+    unet.run = run
+    return unet.eval()
+
+
+def inpainting_base(
+    profile: Profile | str, vae_id: str, training_set: Callable[[], dict[str, torch.Tensor]],
+    progress: bool = True, use_shipped: bool = True,
+) -> dict[str, torch.Tensor] | None:
+    """The weights every variant of ``profile`` starts from: the shipped base where it matches,
+    else :func:`train_base`; ``None`` when the profile has no base (``base_steps == 0``)."""
+    profile = get_profile(profile)
+    if profile.base_steps == 0:
+        return None
+    shipped = load_shipped_base(profile, vae_id) if use_shipped else None
+    if shipped is not None:
+        return shipped
+    return train_base(profile, vae_id, training_set, progress).state_dict()

@@ -1,0 +1,128 @@
+"""The shared inpainting base: built blind to the garment, trained without one, shipped."""
+
+import pytest
+import torch
+
+from gardiffmini import inpainting_base as base
+from gardiffmini import objective, train
+from gardiffmini.models.unet import make_unet
+from gardiffmini.profiles import get_profile
+from gardiffmini.runs import step_generator
+
+CI = get_profile("ci")
+
+
+def _cache(profile, n: int = 4) -> dict[str, torch.Tensor]:
+    h, w = profile.latent_size
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.zeros(n, 1, profile.height, profile.width)
+    mask[..., profile.height // 4:, :] = 1
+    return {"x0": torch.randn(n, profile.latent_channels, h, w, generator=generator),
+            "agnostic": torch.randn(n, profile.latent_channels, h, w, generator=generator),
+            "agnostic_mask": mask}
+
+
+def test_garment_channels_are_the_second_latent():
+    assert base.garment_channels(CI) == slice(4, 8)
+
+
+def test_base_unet_ignores_the_garment_channels():
+    torch.manual_seed(0)
+    unet = base.make_base_unet(CI).eval()
+    assert unet.conv_in.weight[:, 4:8].abs().sum() == 0
+    assert unet.conv_in.weight[:, :4].abs().sum() > 0
+    h, w = CI.latent_size
+    x = torch.randn(1, 12, h, w)
+    with_garment = x.clone()
+    with_garment[:, 4:8] = torch.randn(1, 4, h, w)
+    tokens = torch.zeros(1, CI.clip_tokens, CI.cross_attention_dim)
+    with torch.no_grad():
+        a = unet(x, torch.tensor([500]), encoder_hidden_states=tokens).sample
+        b = unet(with_garment, torch.tensor([500]), encoder_hidden_states=tokens).sample
+    torch.testing.assert_close(a, b)
+
+
+def test_base_step_trains_everything_but_the_garment_channels():
+    torch.manual_seed(0)
+    unet = base.make_base_unet(CI)
+    scheduler = objective.noise_scheduler("v_prediction")
+    loss = base.base_step_loss(unet, _cache(CI), torch.tensor([0, 1, 2]), step_generator(0, 0),
+                               scheduler, CI.clip_tokens)["loss"]
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert unet.conv_in.weight.grad[:, 4:8].abs().sum() == 0  # E(I_w) is empty: no gradient
+    assert unet.conv_in.weight.grad[:, :4].abs().sum() > 0
+
+
+def test_base_step_is_the_recipe_mse_of_a_garmentless_unet():
+    torch.manual_seed(0)
+    unet = base.make_base_unet(CI)
+    cache, index = _cache(CI), torch.tensor([1, 3])
+    scheduler = objective.noise_scheduler("v_prediction")
+    loss = base.base_step_loss(unet, cache, index, step_generator(0, 7), scheduler,
+                               CI.clip_tokens)["loss"]
+    x0 = cache["x0"][index]
+    noise, t, x_t = objective.noised_latents(x0, step_generator(0, 7), scheduler)
+    unet_input = torch.cat([x_t, torch.zeros_like(x0), cache["agnostic"][index]], dim=1)
+    tokens = torch.zeros(2, CI.clip_tokens, CI.cross_attention_dim)
+    prediction = unet(unet_input, t, encoder_hidden_states=tokens).sample
+    expected = objective.recipe_mse(prediction, x0, noise, t, cache["agnostic_mask"][index],
+                                    scheduler, objective.DEFAULT_RECIPE)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_build_model_starts_from_the_base_and_gfa_adds_fresh_projections():
+    torch.manual_seed(1)
+    weights = base.make_base_unet(CI).state_dict()
+    for name in ("base", "base+gfa"):
+        unet, _ = train.build_model(CI, train.get_variant(name), weights)
+        state = unet.state_dict()
+        for key, value in weights.items():
+            torch.testing.assert_close(state[key], value)
+        assert (len(state) > len(weights)) == (name == "base+gfa")
+
+
+def test_a_profile_without_base_steps_has_no_base():
+    paper_like = get_profile("ci", base_steps=0)
+    assert base.inpainting_base(paper_like, "any", training_set=lambda: pytest.fail()) is None
+
+
+def test_the_base_identity_follows_the_vae_and_the_schedule():
+    assert base.base_hash(CI, "vae-a") != base.base_hash(CI, "vae-b")
+    assert base.base_hash(CI, "vae-a") != base.base_hash(get_profile("ci", base_steps=7), "vae-a")
+    assert base.base_hash(CI, "vae-a") == base.base_hash("ci", "vae-a")
+
+
+def test_train_base_runs_keeps_a_run_and_reuses_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDIFF_DATA", str(tmp_path))
+    profile = get_profile("ci", base_steps=3, batch_size=2)
+    calls = []
+
+    def training_set():
+        calls.append(1)
+        return _cache(profile)
+
+    first = base.train_base(profile, "vae-x", training_set, progress=False)
+    assert first.run.finished and first.conv_in.weight[:, 4:8].abs().sum() == 0
+    again = base.train_base(profile, "vae-x", training_set, progress=False)
+    assert len(calls) == 1  # the finished run is loaded, not retrained
+    for key, value in first.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value)
+
+
+def test_shipped_bases_load_only_for_their_vae():
+    for name in ("ci", "cpu"):
+        profile = get_profile(name)
+        record = base.shipped_base_path(profile).with_suffix(".json")
+        assert record.is_file(), f"{record} missing: run tools/ship_base.py --profile {name}"
+        assert base.load_shipped_base(profile, "not-the-shipped-vae") is None
+
+
+def test_the_shipped_ci_base_fits_the_ci_unet():
+    from gardiffmini.models.encoders import load_or_train_encoders
+
+    vae, _ = load_or_train_encoders(CI, progress=False)
+    weights = base.load_shipped_base(CI, train.weights_hash(vae))
+    assert weights is not None, "the shipped ci base does not match the shipped ci VAE"
+    assert weights.keys() == make_unet(CI).state_dict().keys()
+    assert weights["conv_in.weight"][:, 4:8].abs().sum() == 0
