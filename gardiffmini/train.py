@@ -204,9 +204,12 @@ def train_variant(
     variant: str | Variant, profile: str | Profile = "cpu", seed: int = 0,
     data_root: Path | str | None = None, steps: int | None = None,
     mixed_precision: str = "no", progress: bool = True, recipe: Recipe = DEFAULT_RECIPE,
+    pairs_file: Path | str | None = None,
 ) -> GarDiffPipeline:
     """Train ``variant`` at ``profile`` with ``recipe`` (or reuse the finished run) and
-    return its pipeline."""
+    return its pipeline. It trains on the pairs of ``pairs_file`` (a path, or a name under
+    ``data_root``) where given, else on the layout's training pairs; both are part of the
+    run's identity (:func:`~gardiffmini.data.fingerprint.data_fingerprint`)."""
     profile, variant = get_profile(profile), get_variant(variant)
     steps = profile.diffusion_steps if steps is None else steps
     root = Path(data_root) if data_root else ensure_toyviton(profile)
@@ -224,11 +227,12 @@ def train_variant(
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
                    run_config(profile, variant, steps, encoders_id, unet.config, recipe)
-                   | {"data": data_fingerprint(root, "train"),
+                   | {"data": data_fingerprint(root, "train", pairs_file),
                       "base": base_hash(profile, vae_id) if base is not None else None})
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
-        cache = cached_training_set(root, profile, vae, image_encoder, encoders_id)
+        cache = cached_training_set(root, profile, vae, image_encoder, encoders_id,
+                                    pairs_file)
         scheduler = noise_scheduler(recipe.prediction_type)
         params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
@@ -267,15 +271,19 @@ def train_variant(
 
 
 def cached_training_set(
-    root: Path, profile: Profile, vae, image_encoder, encoders_id: str
+    root: Path, profile: Profile, vae, image_encoder, encoders_id: str,
+    pairs_file: Path | str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """:func:`encode_split` of the training pairs, cached on disk next to the runs."""
+    """:func:`encode_split` of the training pairs (of ``pairs_file`` where given), cached on
+    disk next to the runs."""
+    data = data_fingerprint(root, "train", pairs_file)
     key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,
-                       "size": profile.image_size, "data": data_fingerprint(root, "train")})
+                       "size": profile.image_size, "data": data})
     path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
     if path.exists():
         return load_file(str(path))
-    dataset = VitonHD(root, split="train", pairing="paired", size=profile.image_size)
+    dataset = VitonHD(root, split="train", pairing="paired", size=profile.image_size,
+                      pairs_file=pairs_file)
     cache = encode_split(dataset, vae, image_encoder, desc="caching latents")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path, cache)
