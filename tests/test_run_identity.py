@@ -20,7 +20,7 @@ class Stop(Exception):
     pass
 
 
-def tryon_run_config(monkeypatch, root) -> dict:
+def tryon_run_config(monkeypatch, root, pairs_file=None) -> dict:
     """The config ``train_variant`` identifies its run by, for data at ``root``."""
     profile = get_profile("ci")
     tokenizer = encoders.build_tokenizer()
@@ -28,6 +28,7 @@ def tryon_run_config(monkeypatch, root) -> dict:
     tiny = (vae_model.make_vae(profile),
             encoders.clip_image_encoder(encoders.make_clip(profile, tokenizer)))
     monkeypatch.setattr(train, "load_or_train_encoders", lambda *args, **kwargs: tiny)
+    monkeypatch.setattr(train, "inpainting_base", lambda *args, **kwargs: None)  # not trained
     seen = {}
 
     def open_run(kind, profile_name, seed, config, root=None):
@@ -36,7 +37,8 @@ def tryon_run_config(monkeypatch, root) -> dict:
 
     monkeypatch.setattr(train.Run, "open", open_run)
     with pytest.raises(Stop):
-        train.train_variant("base", profile, data_root=root, progress=False)
+        train.train_variant("base", profile, data_root=root, progress=False,
+                            pairs_file=pairs_file)
     return seen
 
 
@@ -50,6 +52,14 @@ def changed_copy(root, tmp_path):
 def test_tryon_run_identity_depends_on_the_data(monkeypatch, release_root, tmp_path):
     other = changed_copy(release_root, tmp_path)
     assert tryon_run_config(monkeypatch, release_root) != tryon_run_config(monkeypatch, other)
+
+
+def test_tryon_run_identity_depends_on_the_pairs_file(monkeypatch, release_root):
+    (release_root / "two_pairs.txt").write_text("00001_00.jpg 00001_00.jpg\n"
+                                                "00002_00.jpg 00002_00.jpg\n")
+    default = tryon_run_config(monkeypatch, release_root)
+    assert tryon_run_config(monkeypatch, release_root, "train_pairs.txt") == default
+    assert tryon_run_config(monkeypatch, release_root, "two_pairs.txt") != default
 
 
 def test_encoder_run_identity_depends_on_the_data(release_root, tmp_path):
