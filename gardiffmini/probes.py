@@ -154,7 +154,7 @@ def train_reconstruction_probe(
                               generator=step_generator(seed, step))
         return {"loss": F.l1_loss(decoder(features[index]), to_float(images[index]))}
 
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=profile.learning_rate)
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=profile.encoder_learning_rate)
     fit(run, {"decoder": decoder}, optimizer, loss_fn, profile.probe_steps,
         warmup_schedule(optimizer, profile.warmup_steps), desc=f"probe {name}",
         progress=progress)

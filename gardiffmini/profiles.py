@@ -51,8 +51,10 @@ class Profile:
     # the shared inpainting base every variant starts from (0: none, or a pretrained SD)
     base_steps: int
     diffusion_steps: int
-    learning_rate: float
+    learning_rate: float  # of the try-on UNet and adapter, and of the inpainting base
     warmup_steps: int
+    # of the CLIP encoder and of chapter 2's probes
+    encoder_learning_rate: float
     # sampling
     sample_steps: int
     guidance_scale: float
@@ -98,7 +100,7 @@ PROFILES: dict[str, Profile] = {
         cross_attention_dim=32, clip_tokens=2,
         batch_size=8, vae_steps=1500, clip_steps=20, probe_steps=20, base_steps=300,
         diffusion_steps=20,
-        learning_rate=1e-3, warmup_steps=5,
+        learning_rate=1e-3, warmup_steps=5, encoder_learning_rate=1e-3,
         sample_steps=5, guidance_scale=2.0, n_eval=8, appearance_samples=2,
     ),
     "cpu": Profile(
@@ -109,7 +111,7 @@ PROFILES: dict[str, Profile] = {
         cross_attention_dim=64, clip_tokens=4,
         batch_size=8, vae_steps=4000, clip_steps=400, probe_steps=300,
         base_steps=3000, diffusion_steps=1200,
-        learning_rate=5e-4, warmup_steps=50,
+        learning_rate=2e-3, warmup_steps=50, encoder_learning_rate=5e-4,
         sample_steps=25, guidance_scale=2.0, n_eval=128, appearance_samples=2,
     ),
     "gpu": Profile(
@@ -120,7 +122,7 @@ PROFILES: dict[str, Profile] = {
         cross_attention_dim=256, clip_tokens=4,
         batch_size=32, vae_steps=4000, clip_steps=4000, probe_steps=2000,
         base_steps=20000, diffusion_steps=20000,
-        learning_rate=2e-4, warmup_steps=500,
+        learning_rate=2e-4, warmup_steps=500, encoder_learning_rate=2e-4,
         sample_steps=50, guidance_scale=2.5, n_eval=512,
     ),
     "paper": Profile(
@@ -131,7 +133,7 @@ PROFILES: dict[str, Profile] = {
         cross_attention_dim=1024, clip_tokens=4,
         batch_size=8, vae_steps=0, clip_steps=0, probe_steps=2000,
         base_steps=0, diffusion_steps=200000,
-        learning_rate=5e-5, warmup_steps=500,
+        learning_rate=5e-5, warmup_steps=500, encoder_learning_rate=5e-5,
         sample_steps=100, guidance_scale=7.5, n_eval=2032,
         extra={
             "unet_id": "stabilityai/stable-diffusion-2-inpainting",

@@ -444,7 +444,7 @@ def train_clip(
         loss = clip_contrastive_loss(output.image_embeds, output.text_embeds, clip.logit_scale)
         return {"loss": loss, "logit_scale": clip.logit_scale.detach().exp()}
 
-    optimizer = torch.optim.AdamW(clip.parameters(), lr=profile.learning_rate,
+    optimizer = torch.optim.AdamW(clip.parameters(), lr=profile.encoder_learning_rate,
                                   weight_decay=0.1)
     fit(run, {"clip": clip}, optimizer, loss_fn, profile.clip_steps,
         warmup_schedule(optimizer, profile.warmup_steps), desc="train CLIP", progress=progress)
