@@ -48,7 +48,7 @@ from gardiffmini.data import layout
 from gardiffmini.data.images import check_mode, label_array, mask_array, open_image, photo_rgb
 from gardiffmini.data.keypoints import check_keypoints, coco18_to_body25
 from gardiffmini.data.layout import VitonHDLayoutError
-from gardiffmini.data.vitonhd import Pair, _resolve_size, read_pairs
+from gardiffmini.data.vitonhd import Pair, _resolve_size, pairs_path, read_pairs
 from gardiffmini.data.warp import warp_garment
 from gardiffmini.profiles import Profile
 
@@ -82,6 +82,71 @@ DILATION = 0.01  # of the photo's height: the region to repaint grows by this mu
 WHITE = 240  # a garment photo's background: every channel at least this
 PAIR_FILES = {("train", "paired"): "train_pairs.txt", ("test", "paired"): "test_pairs_paired.txt",
               ("test", "unpaired"): "test_pairs_unpaired.txt"}
+FOLDERS = ("images", "keypoints", "label_maps", "skeletons", "dense")  # of each category
+OPTIONAL = ("cloth_mask", "warped_cloth", "warped_mask")  # files a pair may lack
+
+
+def is_category_folder(path: Path | str) -> bool:
+    """Whether ``path`` looks like one DressCode category folder (its own sub-folders)."""
+    return all((Path(path) / sub).is_dir() for sub in ("images", "keypoints", "label_maps"))
+
+
+def category_pairs_path(folder: Path, split: str, pairing: str,
+                        pairs_file: str | Path | None = None) -> Path:
+    """The pair file of ``split`` and ``pairing`` in the category ``folder``: ``pairs_file``
+    where given (a path, or a name inside ``folder``), else DressCode's own."""
+    if (split, pairing) not in PAIR_FILES:
+        raise ValueError(f"DressCode has no {split} {pairing} pairs: expected one of "
+                         f"{sorted(PAIR_FILES)}")
+    if pairs_file is not None:
+        return pairs_path(folder, split, pairing, pairs_file)
+    path = folder / PAIR_FILES[(split, pairing)]
+    if not path.is_file():
+        raise VitonHDLayoutError(f"pair file {path} not found: expected the DressCode {split} "
+                                 f"{pairing} pairs of {folder.name} there")
+    return path
+
+
+def check_category(folder: Path | str, split: str = "train", pairing: str = "paired",
+                   pairs_file: str | Path | None = None) -> Path:
+    """A quick check, before any work, that ``folder`` is a DressCode category folder with a
+    readable pair file; returns the pair file. Reads no image."""
+    folder = Path(folder)
+    if folder.name not in CATEGORIES:
+        raise VitonHDLayoutError(f"{folder} looks like a DressCode category folder, but "
+                                 f"DressCode names them {', '.join(CATEGORIES)}")
+    for sub in FOLDERS:
+        if not (folder / sub).is_dir():
+            raise VitonHDLayoutError(f"folder {folder / sub} is missing: the DressCode layout "
+                                     f"needs {folder.name}/{sub}/")
+    path = category_pairs_path(folder, split, pairing, pairs_file)
+    read_pairs(path)
+    return path
+
+
+def own_cloth(person: str) -> str:
+    """The in-shop garment of a DressCode person: ``NAME_0.jpg -> NAME_1.jpg``."""
+    return person.replace("_0.", "_1.")
+
+
+def pair_paths(root: Path, pair: Pair) -> dict[str, Path]:
+    """Every file read for ``pair`` (its ``tag`` the category) under the DressCode ``root``;
+    ``cloth_mask`` and the warps (``warped_cloth``, ``warped_mask``) may be absent."""
+    folder, person = root / pair.tag, layout.stem(pair.person)
+    base = person.rsplit("_", 1)[0]
+    own = base == layout.stem(pair.cloth).rsplit("_", 1)[0]
+    cloth = pair.person if own else pair.cloth  # a warp is NAME_0.jpg for the own garment
+    return {
+        "person": folder / "images" / pair.person,
+        "cloth": folder / "images" / pair.cloth,
+        "cloth_mask": folder / "cloth_mask" / f"{layout.stem(pair.cloth)}.png",
+        "keypoints": folder / "keypoints" / f"{base}_2.json",
+        "parse": folder / "label_maps" / f"{base}_4.png",
+        "pose": folder / "skeletons" / f"{base}_5.jpg",
+        "densepose": folder / "dense" / f"{base}_5.png",
+        "warped_cloth": layout.warp_path(root, pair.tag, "cloth-warp", pair.person, cloth),
+        "warped_mask": layout.warp_path(root, pair.tag, "cloth-warp-mask", pair.person, cloth),
+    }
 
 
 def read_dresscode_keypoints(path: Path, size: tuple[int, int]) -> torch.Tensor:
@@ -159,6 +224,8 @@ class DressCode(Dataset):
         size: ``(height, width)`` or a profile; ``None`` keeps each photo's size.
         warped: return ``warped_cloth`` and ``warped_mask`` (see the module's docstring);
             ``False`` leaves them out, to look at the other inputs of any category.
+        pairs_file: a pair file other than DressCode's own (a path, or a name inside the
+            category's folder); only with one category.
     The ``tag`` of a sample is its category.
     """
 
@@ -166,14 +233,14 @@ class DressCode(Dataset):
         self, root: Path | str, split: str = "train", pairing: str = "paired",
         categories: str | tuple[str, ...] = CATEGORIES,
         size: tuple[int, int] | str | Profile | None = None, warped: bool = True,
+        pairs_file: str | Path | None = None,
     ) -> None:
         categories = (categories,) if isinstance(categories, str) else tuple(categories)
         unknown = [c for c in categories if c not in CATEGORIES]
         if unknown or not categories:
             raise ValueError(f"categories must be among {CATEGORIES}, got {categories}")
-        if (split, pairing) not in PAIR_FILES:
-            raise ValueError(f"DressCode has no {split} {pairing} pairs: expected one of "
-                             f"{sorted(PAIR_FILES)}")
+        if pairs_file is not None and len(categories) != 1:
+            raise ValueError(f"pairs_file names the pairs of one category, got {categories}")
         self.root, self.split, self.pairing = Path(root), split, pairing
         self.size = _resolve_size(size)
         self.warped = warped
@@ -181,47 +248,23 @@ class DressCode(Dataset):
             raise VitonHDLayoutError(f"{self.root} is not a folder: expected a DressCode root")
         self.pairs: list[Pair] = []
         for category in categories:
-            folder = self.root / category
-            for sub in ("images", "keypoints", "label_maps", "skeletons", "dense"):
-                if not (folder / sub).is_dir():
-                    raise VitonHDLayoutError(f"folder {folder / sub} is missing: the DressCode "
-                                             f"layout needs {category}/{sub}/")
-            for pair in read_pairs(folder / PAIR_FILES[(split, pairing)]):
-                cloth = pair.person.replace("_0.", "_1.") if pairing == "paired" else pair.cloth
+            path = check_category(self.root / category, split, pairing, pairs_file)
+            for pair in read_pairs(path):
+                cloth = own_cloth(pair.person) if pairing == "paired" else pair.cloth
                 self.pairs.append(Pair(pair.person, cloth, category))
         for pair in self.pairs:
-            for path in self._paths(pair).values():
-                if not path.is_file() and path.parent.name != "cloth_mask":
+            for key, path in pair_paths(self.root, pair).items():
+                if not path.is_file() and key not in OPTIONAL:
                     raise VitonHDLayoutError(f"{path} not found: the pair file names it")
         if self.pairs:
             self[0]
-
-    def _paths(self, pair: Pair) -> dict[str, Path]:
-        folder, person = self.root / pair.tag, layout.stem(pair.person)
-        base = person.rsplit("_", 1)[0]
-        return {
-            "person": folder / "images" / pair.person,
-            "cloth": folder / "images" / pair.cloth,
-            "cloth_mask": folder / "cloth_mask" / f"{layout.stem(pair.cloth)}.png",
-            "keypoints": folder / "keypoints" / f"{base}_2.json",
-            "parse": folder / "label_maps" / f"{base}_4.png",
-            "pose": folder / "skeletons" / f"{base}_5.jpg",
-            "densepose": folder / "dense" / f"{base}_5.png",
-        }
-
-    def _warp_paths(self, pair: Pair) -> tuple[Path, Path]:
-        base = [layout.stem(name).rsplit("_", 1)[0] for name in (pair.person, pair.cloth)]
-        own = base[0] == base[1]
-        cloth = pair.person if own else pair.cloth  # NAME_0.jpg for the person's own garment
-        return tuple(layout.warp_path(self.root, pair.tag, folder, pair.person, cloth)
-                     for folder in ("cloth-warp", "cloth-warp-mask"))
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
         pair = self.pairs[index]
-        paths = self._paths(pair)
+        paths = pair_paths(self.root, pair)
         person_image = open_image(paths["person"], decode=True)
         native = person_image.size
         height, width = self.size or (native[1], native[0])
@@ -282,7 +325,7 @@ class DressCode(Dataset):
             "parse": torch.from_numpy(np.array(lip, dtype=np.int64)),
             "keypoints": scaled,
         }
-        warped_path, warped_mask_path = self._warp_paths(pair)
+        warped_path, warped_mask_path = paths["warped_cloth"], paths["warped_mask"]
         if not self.warped:
             pass
         elif warped_path.is_file() and warped_mask_path.is_file():

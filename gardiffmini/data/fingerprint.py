@@ -12,7 +12,9 @@ start is too slow; the fingerprint hashes
 
 Regenerating ToyVITON with another seed, replacing images, adding or removing pairs, or
 writing warps changes it; an edit to a file outside the sample may not (say so, or delete
-the run).
+the run). Both layouts of :mod:`gardiffmini.data.datasets` are fingerprinted alike: a
+DressCode category folder by its pair file and the files that
+:func:`~gardiffmini.data.dresscode.pair_paths` names.
 """
 
 from __future__ import annotations
@@ -20,8 +22,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from gardiffmini.data import layout
-from gardiffmini.data.vitonhd import FIELDS, KEYPOINTS_FOLDER, WARP_KEYS, pairs_path, read_pairs
+from gardiffmini.data import dresscode, layout
+from gardiffmini.data.datasets import layout_of
+from gardiffmini.data.vitonhd import (
+    FIELDS,
+    KEYPOINTS_FOLDER,
+    WARP_KEYS,
+    Pair,
+    pairs_path,
+    read_pairs,
+)
 
 SAMPLE_PAIRS = 16
 
@@ -46,6 +56,18 @@ def pair_files(root: Path, split: str, person: str, cloth: str) -> list[Path]:
     return files
 
 
+def _paired_files(root: Path, split: str, pairs_file: str | Path | None
+                  ) -> tuple[Path, list[list[Path]]]:
+    """The paired pair file of ``split`` and, per pair, every file the loader may read."""
+    if layout_of(root) == "dresscode":
+        path = dresscode.check_category(root, split, "paired", pairs_file)
+        pairs = [Pair(p.person, dresscode.own_cloth(p.person), root.name)
+                 for p in read_pairs(path)]
+        return path, [list(dresscode.pair_paths(root.parent, pair).values()) for pair in pairs]
+    path = pairs_path(root, split, "paired", pairs_file)
+    return path, [pair_files(root, split, p.person, p.cloth) for p in read_pairs(path)]
+
+
 def _file_digest(path: Path) -> str:
     if not path.is_file():
         return "missing"
@@ -61,18 +83,16 @@ def data_fingerprint(
     sample: int = SAMPLE_PAIRS,
 ) -> str:
     """A 16-hex-digit fingerprint of ``split`` of the data set at ``root`` (see the module's
-    docstring); ``pairs_file`` as :class:`~gardiffmini.data.vitonhd.VitonHD` takes it
+    docstring); ``pairs_file`` as :func:`~gardiffmini.data.datasets.open_dataset` takes it
     (default: the split's paired pair file)."""
     if sample < 2:
         raise ValueError(f"data_fingerprint: sample must be >= 2 pairs, got {sample}")
     root = Path(root).resolve()
-    path = pairs_path(root, split, "paired", pairs_file)
-    pairs = read_pairs(path)
+    path, files = _paired_files(root, split, pairs_file)
     digest = hashlib.sha256()
     digest.update(f"root={root}\nsplit={split}\n".encode())
     digest.update(f"pairs={path.name}:{_file_digest(path)}\n".encode())
-    for index in _sample_indices(len(pairs), sample):
-        pair = pairs[index]
-        for file in pair_files(root, split, pair.person, pair.cloth):
+    for index in _sample_indices(len(files), sample):
+        for file in files[index]:
             digest.update(f"{file.relative_to(root)}={_file_digest(file)}\n".encode())
     return digest.hexdigest()[:16]

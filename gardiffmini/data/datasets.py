@@ -1,0 +1,60 @@
+"""One door to the data: a folder in the VITON-HD layout or one DressCode category folder.
+
+Every command and every function that trains or evaluates takes a data root and opens it
+here, so that the two layouts are told apart in one place, by their folders:
+
+- a folder with ``images/``, ``keypoints/`` and ``label_maps/`` is one **DressCode category**
+  (``DressCode/upper_body``, ``lower_body`` or ``dresses``: each has its own pair files,
+  so one category is one data set) read by :class:`~gardiffmini.data.dresscode.DressCode`;
+- the **DressCode root** above them is refused, naming the category folders to pass;
+- anything else is read as the **VITON-HD layout** (the real release or ToyVITON) by
+  :class:`~gardiffmini.data.vitonhd.VitonHD`, which says what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gardiffmini.data import dresscode
+from gardiffmini.data.dresscode import DressCode
+from gardiffmini.data.layout import VitonHDLayoutError
+from gardiffmini.data.vitonhd import VitonHD, check_layout
+from gardiffmini.profiles import Profile
+
+
+def layout_of(root: Path | str) -> str:
+    """``"dresscode"`` for a DressCode category folder, else ``"vitonhd"``; a DressCode root
+    (the folder of the categories) is an error that names its category folders."""
+    root = Path(root)
+    if dresscode.is_category_folder(root):
+        return "dresscode"
+    categories = [root / c for c in dresscode.CATEGORIES if dresscode.is_category_folder(root / c)]
+    if categories:
+        raise VitonHDLayoutError(
+            f"{root} is a DressCode root: expected one category folder, such as "
+            f"{' or '.join(str(c) for c in categories)} (each has its own pair files)"
+        )
+    return "vitonhd"
+
+
+def check_data(root: Path | str, split: str = "train", pairing: str = "paired",
+               pairs_file: str | Path | None = None) -> Path:
+    """A quick check of the folders and the pair file of ``split`` and ``pairing`` under
+    ``root``, in either layout, before any work; returns the pair file. Reads no image."""
+    if layout_of(root) == "dresscode":
+        return dresscode.check_category(root, split, pairing, pairs_file)
+    return check_layout(root, split, pairing, pairs_file)
+
+
+def open_dataset(
+    root: Path | str, split: str = "train", pairing: str = "paired",
+    size: tuple[int, int] | str | Profile | None = None,
+    pairs_file: str | Path | None = None,
+) -> VitonHD | DressCode:
+    """The dataset of ``split`` and ``pairing`` at ``root`` in its layout (see the module's
+    docstring), its images of ``size``, its pairs from ``pairs_file`` where given."""
+    root = Path(root)
+    if layout_of(root) == "dresscode":
+        return DressCode(root.parent, split, pairing, categories=root.name, size=size,
+                         pairs_file=pairs_file)
+    return VitonHD(root, split, pairing, size=size, pairs_file=pairs_file)
