@@ -25,9 +25,9 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from gardiffmini.data.datasets import open_dataset
 from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.toyviton import ensure_toyviton
-from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.features import default_features
 from gardiffmini.inpainting_base import base_hash, inpainting_base
 from gardiffmini.losses import FrozenDecoder, epsilon_from_v, gardiff_loss
@@ -89,7 +89,8 @@ def get_variant(name: str | Variant) -> Variant:
 
 @torch.no_grad()
 def encode_split(
-    dataset: VitonHD, vae, image_encoder, batch_size: int = 32, desc: str = "encoding"
+    dataset: torch.utils.data.Dataset, vae, image_encoder, batch_size: int = 32,
+    desc: str = "encoding",
 ) -> dict[str, torch.Tensor]:
     """Everything a frozen-encoder training step needs, for every pair of ``dataset``.
 
@@ -207,7 +208,9 @@ def train_variant(
     pairs_file: Path | str | None = None,
 ) -> GarDiffPipeline:
     """Train ``variant`` at ``profile`` with ``recipe`` (or reuse the finished run) and
-    return its pipeline. It trains on the pairs of ``pairs_file`` (a path, or a name under
+    return its pipeline. ``data_root`` is a folder in the VITON-HD layout or one DressCode
+    category folder (:func:`~gardiffmini.data.datasets.open_dataset`; default: the profile's
+    ToyVITON). It trains on the pairs of ``pairs_file`` (a path, or a name under
     ``data_root``) where given, else on the layout's training pairs; both are part of the
     run's identity (:func:`~gardiffmini.data.fingerprint.data_fingerprint`)."""
     profile, variant = get_profile(profile), get_variant(variant)
@@ -282,8 +285,8 @@ def cached_training_set(
     path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
     if path.exists():
         return load_file(str(path))
-    dataset = VitonHD(root, split="train", pairing="paired", size=profile.image_size,
-                      pairs_file=pairs_file)
+    dataset = open_dataset(root, split="train", pairing="paired", size=profile.image_size,
+                           pairs_file=pairs_file)
     cache = encode_split(dataset, vae, image_encoder, desc="caching latents")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path, cache)
