@@ -3,8 +3,9 @@
 Each HTML page of a built book is opened from disk in the distribution's Chromium with
 every network request blocked, and the test fails on what a reader would see as broken:
 raw LaTeX in the text, an image that did not load, a Markdown table printed as text, an
-empty widget or output area, a link to a missing page or anchor, a JavaScript error, or a
-request to the network. A full-page screenshot of each page goes to ``screenshots/``
+empty widget or output area, a link to a missing page or anchor, a JavaScript error, a
+request to the network, a figure without a caption, or a chapter that does not say at its
+top what it needs. A full-page screenshot of each page goes to ``screenshots/``
 beside the book's ``_build`` (``_build/ci/screenshots`` for the ``ci`` build), or to
 ``GARDIFF_SCREENSHOTS``, for a person to look at.
 
@@ -41,6 +42,8 @@ SHOT_TILE = 8192
 RAW_LATEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]{2,}|\$[^$\s][^$]*[\\^_{][^$]*\$")
 # the separator row of a Markdown table (Sphinx's smart quotes turn --- into a dash)
 TABLE_AS_TEXT = re.compile(r"\|\s*:?[-\u2013\u2014]+:?\s*\|")
+# the admonition every chapter opens with (chapter 1's pattern)
+NEEDS_TITLE = "What this chapter needs"
 
 # Runs in every page before its own scripts: records errors a reader's console would show.
 RECORD_ERRORS = """
@@ -136,9 +139,29 @@ var emptyOutputs = Array.from(document.querySelectorAll('div.cell_output'))
 var links = Array.from(document.querySelectorAll('a[href]')).map(function (a) {
   return a.href;
 });
+// a picture a cell draws must sit in a figure whose caption says what to look at
+var uncaptioned = Array.from(document.querySelectorAll('div.cell_output img'))
+  .filter(function (i) {
+    var figure = i.closest('figure');
+    var caption = figure && figure.querySelector('figcaption');
+    return !(caption && (caption.textContent || '').trim());
+  })
+  .map(function (i) {
+    var cell = i.closest('.cell');
+    return (cell && cell.id) || (i.getAttribute('src') || '').slice(0, 80);
+  });
+// the first admonition titles before the page's first section heading below the title
+var firstSection = document.querySelector('section section');
+var topTitles = Array.from(document.querySelectorAll('.admonition-title'))
+  .filter(function (t) {
+    return !firstSection || (firstSection.compareDocumentPosition(t)
+                             & Node.DOCUMENT_POSITION_PRECEDING);
+  })
+  .map(function (t) { return (t.textContent || '').trim(); });
 return {
   url: location.href, texts: textsOf(document.body), blocks: blocks, images: images,
-  widgets: widgets, emptyOutputs: emptyOutputs, links: links,
+  widgets: widgets, emptyOutputs: emptyOutputs, links: links, uncaptioned: uncaptioned,
+  topTitles: topTitles,
   errors: window.__bookErrors || [],
   mathjax: !!(window.MathJax && MathJax.version)
 };
@@ -218,6 +241,11 @@ def network_requests(driver) -> list[str]:
     return sorted(set(urls))
 
 
+def is_chapter(page: Path) -> bool:
+    """A chapter notebook's page (``notebooks/chNN_*.html``)."""
+    return page.parent.name == "notebooks" and re.match(r"ch\d+_", page.name) is not None
+
+
 def inspect_page(driver, page: Path, screenshot: Path) -> tuple[list[str], dict]:
     """Open ``page`` and return what a reader would find wrong with it."""
     driver.get_log("browser")
@@ -247,6 +275,13 @@ def inspect_page(driver, page: Path, screenshot: Path) -> tuple[list[str], dict]
             f"empty output areas ({len(seen['emptyOutputs'])}): "
             + ", ".join(seen["emptyOutputs"][:3])
         )
+    if seen["uncaptioned"]:
+        problems.append(
+            f"figures without a caption ({len(seen['uncaptioned'])}): "
+            + ", ".join(seen["uncaptioned"][:3])
+        )
+    if is_chapter(page) and NEEDS_TITLE not in seen["topTitles"]:
+        problems.append(f"no \"{NEEDS_TITLE}\" admonition before the chapter's first section")
     links = broken_links(seen["links"], _book())
     if links:
         problems.append(f"broken internal links ({len(links)}): " + ", ".join(links[:3]))
@@ -343,9 +378,16 @@ def test_page_renders_offline(browser, page):
 
 def test_checks_catch_what_they_should(browser, tmp_path):
     """The checks themselves: a page with each defect fails each check."""
-    page = tmp_path / "bad.html"
+    page = tmp_path / "notebooks" / "ch99_bad.html"
+    page.parent.mkdir()
     page.write_text(
-        "<html><body><div class='cell_output'><div class='output'></div></div>"
+        "<html><body><section><h1>Chapter 99</h1><section><h2>First</h2>"
+        "<div class='admonition note'><p class='admonition-title'>"
+        f"{NEEDS_TITLE}</p></div></section></section>"
+        "<div class='cell_output'><div class='output'></div></div>"
+        "<div class='cell_output'><img src='data:image/png;base64,"
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII='>"
+        "</div>"
         "<p>\\(f_\\text{clip}\\)</p><p>| a | b | |---|---| | 1 | 2 |</p>"
         "<img src='missing.png'><a href='bad.html#nowhere'>x</a>"
         "<div><script type='application/vnd.jupyter.widget-view+json'>{}</script></div>"
@@ -356,6 +398,7 @@ def test_checks_catch_what_they_should(browser, tmp_path):
     found = "\n".join(problems)
     for kind in ("raw LaTeX", "images not loaded", "tables printed as text", "empty widget",
                  "empty output", "broken internal links", "JavaScript errors",
-                 "requests to the network"):
+                 "requests to the network", "figures without a caption",
+                 f'no "{NEEDS_TITLE}" admonition'):
         assert kind in found, f"{kind!r} not caught in:\n{found}"
     assert (tmp_path / "bad.png").stat().st_size > 0
