@@ -37,7 +37,6 @@ from gardiffmini.models.unet import make_unet
 from gardiffmini.objective import (
     DEFAULT_RECIPE,
     OFFSET_NOISE,
-    PAPER_RECIPE,  # noqa: F401  chapter 3 still imports it from here
     Recipe,
     noise_scheduler,
     noised_latents,
