@@ -5,11 +5,18 @@ import sys
 
 import pytest
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 
+from gardiffmini.models.unet import make_unet
+from gardiffmini.profiles import get_profile
 from gardiffmini.runs import (
+    DEFAULT_SPEED,
     NonFiniteLossError,
     Run,
+    Speed,
     architecture,
+    device_cache,
     fit,
     step_generator,
     warmup_schedule,
@@ -117,3 +124,129 @@ def test_model_run_configs_hash_alike_in_every_process():
         for seed in (1, 2, 3)
     }
     assert len(hashes) == 1
+
+
+def _unet_fit(folder, speed=DEFAULT_SPEED, steps=3):
+    """``steps`` steps of the ci try-on UNet on random latents through :func:`fit`."""
+    profile = get_profile("ci")
+    torch.manual_seed(0)
+    unet = make_unet(profile)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-3)
+    run = Run.open("unet", "ci", 0, {"speed": str(speed)}, root=folder)
+    shape = (2, unet.config.in_channels, *profile.latent_size)
+    tokens = (2, profile.clip_tokens, profile.cross_attention_dim)
+
+    def loss_fn(step):
+        generator = step_generator(run.seed, step)
+        x = torch.randn(shape, generator=generator)
+        context = torch.randn(tokens, generator=generator)
+        prediction = unet(x, torch.tensor([10, 500]), encoder_hidden_states=context).sample
+        return {"loss": prediction.square().mean()}
+
+    fit(run, {"unet": unet}, optimizer, loss_fn, steps, progress=False, speed=speed)
+    return unet, loss_fn
+
+
+def _saved_bytes(loss_fn) -> int:
+    """The bytes that autograd keeps for the backward pass of one ``loss_fn(0)``."""
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss_fn(0)
+    return total
+
+
+def test_gradient_checkpointing_keeps_less_and_trains_to_the_same_weights(tmp_path):
+    plain, plain_loss = _unet_fit(tmp_path / "plain")
+    checkpointed, checkpointed_loss = _unet_fit(tmp_path / "checkpointed",
+                                                Speed(gradient_checkpointing=True))
+    assert any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.modules())
+    assert _saved_bytes(checkpointed_loss) < 0.5 * _saved_bytes(plain_loss)
+    for (key, value), other in zip(plain.state_dict().items(),
+                                   checkpointed.state_dict().values(), strict=True):
+        torch.testing.assert_close(other, value, rtol=0, atol=0, msg=key)
+
+
+def test_gradient_checkpointing_needs_a_module_that_supports_it(tmp_path):
+    model, opt, sched, run, loss_fn = _setup(tmp_path)
+    with pytest.raises(ValueError, match="gradient_checkpointing"):
+        fit(run, {"model": model}, opt, loss_fn, 2, sched, progress=False,
+            speed=Speed(gradient_checkpointing=True))
+
+
+@pytest.fixture
+def fresh_accelerator():
+    """An ``Accelerator`` factory; accelerate keeps one state per process and refuses another
+    precision in it, so the state is reset around the test as accelerate's own tests do."""
+    def make(mixed_precision):
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(mixed_precision=mixed_precision, cpu=True)
+
+    yield make
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
+def test_fit_runs_the_loss_under_the_accelerators_autocast(tmp_path, fresh_accelerator,
+                                                           mixed_precision):
+    accelerator = fresh_accelerator(mixed_precision)
+    model, opt, sched, run, loss_fn = _setup(tmp_path)
+    model, opt = accelerator.prepare(model, opt)
+    seen = []
+
+    def observed(step):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
+                     model(torch.zeros(1, 4)).dtype))
+        return loss_fn(step)
+
+    fit(run, {"model": model}, opt, observed, 3, sched, progress=False, accelerator=accelerator)
+    bf16 = mixed_precision == "bf16"
+    expected = (bf16, torch.bfloat16, torch.bfloat16 if bf16 else torch.float32)
+    assert seen[0][0] == expected[0] and (not bf16 or seen[0][1:] == expected[1:])
+    assert seen[0][2] == expected[2]
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+
+
+def _mlp_fit(folder, speed):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    run = Run.open("mlp", "ci", 0, {}, root=folder)
+    data = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+
+    def loss_fn(step):
+        x = data[torch.randint(0, 64, (8,), generator=step_generator(run.seed, step))]
+        return {"loss": (model(x) - x.sum(1, keepdim=True)).pow(2).mean()}
+
+    fit(run, {"model": model}, optimizer, loss_fn, 5, progress=False, speed=speed,
+        batch_size=8)
+    return model, run
+
+
+def test_compiled_fit_keeps_weight_names_and_matches_eager(tmp_path):
+    eager, _ = _mlp_fit(tmp_path / "eager", Speed())
+    compiled, run = _mlp_fit(tmp_path / "compiled", Speed(compile_backend="aot_eager"))
+    assert compiled._compiled_call_impl is not None
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    torch.testing.assert_close(compiled.state_dict(), eager.state_dict(), rtol=1e-5, atol=1e-6)
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    assert run.load({"model": fresh}) == 5
+
+
+def test_fit_logs_throughput(tmp_path):
+    _, run = _mlp_fit(tmp_path, Speed())
+    summary = run.metrics["summary"]
+    assert summary["steps_per_s"] > 0 and summary["device"] == "cpu"
+    assert summary["images_per_s"] == pytest.approx(8 * summary["steps_per_s"], rel=1e-2)
+    assert summary["peak_memory_gb"] is None  # the CPU reports none
+
+
+def test_device_cache_on_the_cpu_copies_nothing():
+    cache = {"x0": torch.randn(4, 4, 2, 2), "person": torch.zeros(4, 3, 8, 6, dtype=torch.uint8)}
+    moved = device_cache(cache, "cpu")
+    assert all(moved[key] is value for key, value in cache.items())
