@@ -46,10 +46,13 @@ from gardiffmini.paths import runs_root
 from gardiffmini.pipeline import GarDiffPipeline, encode_latents, tryon_unet_input
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import (
+    DEFAULT_SPEED,
     Run,
+    Speed,
     architecture,
     atomic_save_tensors,
     config_hash,
+    device_cache,
     fit,
     step_generator,
     warmup_schedule,
@@ -204,14 +207,16 @@ def train_variant(
     variant: str | Variant, profile: str | Profile = "cpu", seed: int = 0,
     data_root: Path | str | None = None, steps: int | None = None,
     mixed_precision: str = "no", progress: bool = True, recipe: Recipe = DEFAULT_RECIPE,
-    pairs_file: Path | str | None = None,
+    pairs_file: Path | str | None = None, speed: Speed = DEFAULT_SPEED,
 ) -> GarDiffPipeline:
     """Train ``variant`` at ``profile`` with ``recipe`` (or reuse the finished run) and
     return its pipeline. ``data_root`` is a folder in the VITON-HD layout or one DressCode
     category folder (:func:`~gardiffmini.data.datasets.open_dataset`; default: the profile's
     ToyVITON). It trains on the pairs of ``pairs_file`` (a path, or a name under
     ``data_root``) where given, else on the layout's training pairs; both are part of the
-    run's identity (:func:`~gardiffmini.data.fingerprint.data_fingerprint`)."""
+    run's identity (:func:`~gardiffmini.data.fingerprint.data_fingerprint`).
+    ``mixed_precision`` (accelerate's: ``"no"``, ``"bf16"``, ``"fp16"``) and ``speed``
+    (:class:`~gardiffmini.runs.Speed`) say how the steps run on the device."""
     profile, variant = get_profile(profile), get_variant(variant)
     steps = profile.diffusion_steps if steps is None else steps
     root = Path(data_root) if data_root else ensure_toyviton(profile)
@@ -240,7 +245,10 @@ def train_variant(
         optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
                                       weight_decay=0.01)
         lr_schedule = warmup_schedule(optimizer, profile.warmup_steps)
+        cache = device_cache(cache, accelerator.device)
         vae.to(accelerator.device).requires_grad_(False)
+        if speed.gradient_checkpointing:  # the appearance loss back-propagates through D
+            vae.enable_gradient_checkpointing()
         unet, adapter, optimizer = accelerator.prepare(unet, adapter, optimizer)
         ema = None
         if recipe.ema_decay:
@@ -252,15 +260,14 @@ def train_variant(
         def loss_fn(step: int) -> dict[str, torch.Tensor]:
             generator = step_generator(process_seed, step)
             index = torch.randint(0, len(cache["x0"]), (profile.batch_size,), generator=generator)
-            with accelerator.autocast():
-                return diffusion_step_loss(unet, adapter, cache, index, generator, scheduler,
-                                           variant, vae=vae, features=features,
-                                           appearance_samples=profile.appearance_samples,
-                                           recipe=recipe)
+            return diffusion_step_loss(unet, adapter, cache, index, generator, scheduler,
+                                       variant, vae=vae, features=features,
+                                       appearance_samples=profile.appearance_samples,
+                                       recipe=recipe)
 
         fit(run, {"unet": unet, "adapter": adapter}, optimizer, loss_fn, steps, lr_schedule,
             accelerator=accelerator, desc=f"{variant.name} ({profile.name})", progress=progress,
-            ema=ema)
+            ema=ema, speed=speed, batch_size=profile.batch_size)
         unet, adapter = accelerator.unwrap_model(unet), accelerator.unwrap_model(adapter)
     else:
         run.load({"unet": unet, "adapter": adapter})
