@@ -1,0 +1,25 @@
+import json
+
+import pytest
+
+from gardiffmini import bench, train
+
+
+def test_bench_writes_every_variant_the_peer_and_provenance(tmp_path, capsys):
+    bench.main(["--profile", "ci", "--steps", "2", "--warmup", "1", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "bench-cpu-ci.json").read_text())
+    assert set(result["variants"]) == set(train.VARIANTS)
+    peer = result["peer"]["steps_per_s"]
+    for row in result["variants"].values():
+        assert row["steps_per_s"] > 0 and row["peak_memory_gb"] is None  # the CPU reports none
+        assert row["images_per_s"] == pytest.approx(row["steps_per_s"] * result["batch_size"],
+                                                    rel=1e-3)
+        assert abs(row["vs_peer"] - row["steps_per_s"] / peer) < 1e-3
+    assert {"device", "commit", "torch", "date"} <= set(result["provenance"])
+    assert "plain fp32 loop (peer)" in capsys.readouterr().out
+
+
+def test_device_slug_of_the_cpu():
+    import torch
+
+    assert bench.device_slug(torch.device("cpu")) == "cpu"
