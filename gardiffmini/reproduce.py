@@ -5,11 +5,18 @@ first ``profile.n_eval`` test persons, paired (their own garment: compared pixel
 with the photo) and unpaired (another garment: compared as a distribution with the test
 photos). Outputs are pasted back outside the agnostic mask, as the try-on region is all the
 model is asked to paint. Every number is stored with the toolchain that measured it.
+
+The data is ToyVITON, a folder in the real VITON-HD release's layout, or one DressCode
+category folder (:func:`gardiffmini.data.datasets.open_dataset`). Only ToyVITON has garment
+attributes (``cloth-attributes.json``): elsewhere the metrics that need them (the attribute
+accuracy, and FID_toy / KID_toy, whose network learns those attributes) are left out of
+every result and table, with a one-line notice (:func:`attribute_network`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import subprocess
 import time
@@ -22,6 +29,8 @@ from safetensors.torch import load_file, save_file
 
 from gardiffmini import baselines, metrics
 from gardiffmini.data import layout
+from gardiffmini.data.datasets import open_dataset
+from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.garments import CATEGORIES, COLOR_NAMES, PATTERNS
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.data.vitonhd import VitonHD
@@ -44,6 +53,7 @@ PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-sid
     "base+gfa+al": {"SSIM": 0.912, "LPIPS": 0.036, "FID_p": 6.02, "KID_p": 0.019, "FID_u": 7.89,
                     "KID_u": 0.027},
 }
+log = logging.getLogger(__name__)
 SAMPLES_FILE = "samples-unpaired.safetensors"  # reproduce's try-on images (seed 0), per variant
 ATTRIBUTES = {"pattern": PATTERNS, "category": CATEGORIES, "colour": COLOR_NAMES}
 HIGHER_IS_BETTER = {  # the direction of every metric reported here and in the paper
@@ -86,7 +96,7 @@ def attribute_labels(root: Path | str, split: str, cloth_names: list[str]) -> di
     }
 
 
-def _stack(dataset: VitonHD, n: int, keys: tuple[str, ...]) -> dict:
+def _stack(dataset: torch.utils.data.Dataset, n: int, keys: tuple[str, ...]) -> dict:
     """The first ``n`` items of ``dataset``: tensors stacked, names as lists."""
     items = [dataset[i] for i in range(min(n, len(dataset)))]
     stacked = {key: torch.stack([item[key] for item in items]) for key in keys}
@@ -119,6 +129,24 @@ def feature_net(profile: Profile, root: Path, seed: int = 0) -> ToyVitonFeatureN
     return net
 
 
+def missing_attributes(root: Path | str) -> str | None:
+    """Why the attribute metrics cannot be measured on the data at ``root`` (the attribute
+    files it lacks), or ``None`` where it has ToyVITON's attributes for both splits."""
+    missing = [str(Path(root) / split / layout.ATTRIBUTES_FILE) for split in layout.SPLITS
+               if not (Path(root) / split / layout.ATTRIBUTES_FILE).is_file()]
+    return f"no {' nor '.join(missing)} (ToyVITON's garment attributes)" if missing else None
+
+
+def attribute_network(profile: Profile, root: Path | str) -> ToyVitonFeatureNet | None:
+    """:func:`feature_net` where the data has ToyVITON's attributes; else ``None``, after a
+    one-line notice that the metrics of :data:`ATTRIBUTE_METRICS` are skipped."""
+    reason = missing_attributes(root)
+    if reason is None:
+        return feature_net(profile, Path(root))
+    log.warning("%s: attribute accuracy and FID_toy/KID_toy skipped", reason)
+    return None
+
+
 @torch.no_grad()
 def try_on(pipeline, batch: dict[str, torch.Tensor], profile: Profile, seed: int,
            batch_size: int = 16) -> torch.Tensor:
@@ -142,24 +170,28 @@ BASELINES = {"agnostic": "agnostic image", "warp+paste": "warp + paste",
              "vae round trip": "VAE round trip (ceiling)"}
 
 
-def evaluation_sets(root: Path, profile: Profile) -> dict[str, dict[str, torch.Tensor]]:
-    """The first ``profile.n_eval`` test pairs, paired and unpaired, as tensors."""
+def evaluation_sets(root: Path, profile: Profile, pairs_file: Path | str | None = None
+                    ) -> dict[str, dict[str, torch.Tensor]]:
+    """The first ``profile.n_eval`` test pairs, paired and unpaired, as tensors: the pairs of
+    ``pairs_file`` (a path, or a name under ``root``) where given, else the layout's."""
     return {
-        pairing: _stack(VitonHD(root, split="test", pairing=pairing, size=profile.image_size),
+        pairing: _stack(open_dataset(root, split="test", pairing=pairing,
+                                     size=profile.image_size, pairs_file=pairs_file),
                         profile.n_eval, EVAL_KEYS)
         for pairing in ("paired", "unpaired")
     }
 
 
-def score(images: dict[str, torch.Tensor], sets: dict, net: ToyVitonFeatureNet, root: Path,
-          seed: int = 0) -> dict[str, float]:
+def score(images: dict[str, torch.Tensor], sets: dict, net: ToyVitonFeatureNet | None,
+          root: Path, seed: int = 0) -> dict[str, float]:
     """Every metric of try-on ``images`` (``{"paired", "unpaired"}``, in [0, 1]) on ``sets``.
 
     Paired: SSIM, garment-detail error and high-frequency energy against the photos, on all
     pairs and on the occluded subset (:func:`gardiffmini.baselines.occluded`), the attribute
     accuracy and LPIPS where available. Unpaired: the attribute network's accuracy at
     recognising the *requested* garment and :func:`~gardiffmini.metrics.colour_match_rate`.
-    Both: FID_toy/KID_toy against the test photos.
+    Both: FID_toy/KID_toy against the test photos. Without ``net`` (data without ToyVITON's
+    attributes) the metrics of :data:`ATTRIBUTE_METRICS` are left out.
     """
     paired, unpaired = sets["paired"], sets["unpaired"]
     real = paired["person"].add(1).div(2)
@@ -176,17 +208,17 @@ def score(images: dict[str, torch.Tensor], sets: dict, net: ToyVitonFeatureNet, 
                                           else float("nan")),
         "hf_energy_ratio": metrics.high_frequency_energy_ratio(
             images["paired"], real, mask).mean().item(),
-        "attribute_accuracy_p": metrics.attribute_accuracy(
-            net, images["paired"], attribute_labels(root, "test", paired["cloth_name"]))["mean"],
-        "attribute_accuracy_u": metrics.attribute_accuracy(
-            net, images["unpaired"],
-            attribute_labels(root, "test", unpaired["cloth_name"]))["mean"],
         "unpaired_colour_match": metrics.colour_match_rate(
             images["unpaired"], unpaired["warped_mask"], unpaired["cloth"].add(1).div(2),
             unpaired["cloth_mask"], unpaired["person"].add(1).div(2), own_garment),
     }
     if metrics.lpips_status() is None:
         result["LPIPS"] = metrics.lpips(images["paired"], real).mean().item()
+    if net is None:
+        return result
+    for pairing, batch in sets.items():
+        result[f"attribute_accuracy_{pairing[0]}"] = metrics.attribute_accuracy(
+            net, images[pairing], attribute_labels(root, "test", batch["cloth_name"]))["mean"]
     for name, generated in images.items():
         toy = metrics.toy_distribution_metrics(net, generated, real, seed=seed)
         suffix = "p" if name == "paired" else "u"
@@ -196,9 +228,10 @@ def score(images: dict[str, torch.Tensor], sets: dict, net: ToyVitonFeatureNet, 
 
 def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
                       net: ToyVitonFeatureNet | None = None, sets: dict | None = None) -> dict:
-    """All metrics (:func:`score`) of one trained pipeline on the test split."""
+    """All metrics (:func:`score`) of one trained pipeline on the test split (``sets``,
+    default :func:`evaluation_sets`); ``net`` defaults to :func:`attribute_network`."""
     sets = evaluation_sets(root, profile) if sets is None else sets
-    net = feature_net(profile, root) if net is None else net
+    net = attribute_network(profile, root) if net is None else net
     generated = {name: try_on(pipeline, s, profile, seed) for name, s in sets.items()}
     return {"metrics": score(generated, sets, net, root, seed), "images": generated}
 
@@ -211,31 +244,38 @@ def baseline_images(vae, sets: dict) -> dict[str, dict[str, torch.Tensor]]:
             for name, make in makers.items()}
 
 
-def reference_points(net: ToyVitonFeatureNet, sets: dict, root: Path) -> dict:
-    """What the attribute scores mean: the network's accuracy on the real test photos (its
-    ceiling), the chance level (mean of 1 / classes), and the size of the occluded subset."""
+def reference_points(net: ToyVitonFeatureNet | None, sets: dict, root: Path) -> dict:
+    """The size of the test set and of its occluded subset and, with ``net``, what the
+    attribute scores mean: the network's accuracy on the real test photos (its ceiling) and
+    the chance level (mean of 1 / classes)."""
     paired = sets["paired"]
+    points = {"n_pairs": len(paired["person"]),
+              "n_occluded": int(baselines.occluded(paired).sum())}
+    if net is None:
+        return points
     labels = attribute_labels(root, "test", paired["cloth_name"])
     ceiling = metrics.attribute_accuracy(net, paired["person"].add(1).div(2), labels)["mean"]
     chance = float(np.mean([1 / len(classes) for classes in ATTRIBUTES.values()]))
-    return {"attribute_ceiling": ceiling, "attribute_chance": chance,
-            "n_pairs": len(paired["person"]),
-            "n_occluded": int(baselines.occluded(paired).sum())}
+    return {"attribute_ceiling": ceiling, "attribute_chance": chance, **points}
 
 
 def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
-                      net: ToyVitonFeatureNet, sets: dict) -> dict:
+                      net: ToyVitonFeatureNet | None, sets: dict,
+                      pairs_file: Path | str | None = None) -> dict:
     """:func:`evaluate_pipeline`, stored in the pipeline's run folder and reused when asked again.
 
     The key is everything the numbers depend on besides the run: the evaluation settings of
-    ``profile``, the data root, the feature network's weights and the metrics' toolchain.
+    ``profile``, the data root, the test pairs' ``pairs_file`` where one is given (the
+    fingerprint of its pairs), the feature network's weights (or none) and the metrics'
+    toolchain.
     """
     key = config_hash({
         "n_eval": profile.n_eval, "sample_steps": profile.sample_steps,
         "guidance_scale": profile.guidance_scale, "seed": seed,
-        "root": str(Path(root).resolve()), "feature_net": weights_hash(net),
+        "root": str(Path(root).resolve()),
+        "feature_net": weights_hash(net) if net is not None else None,
         "toolchain": metrics.TOOLCHAIN,
-    })
+    } | ({"test_pairs": data_fingerprint(root, "test", pairs_file)} if pairs_file else {}))
     numbers = pipeline.run.folder / f"evaluation-{key}.json"
     images = numbers.with_suffix(".safetensors")
     if numbers.is_file() and images.is_file():
@@ -251,25 +291,31 @@ def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
 
 
 def evaluate_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
-                     data_root: Path | str | None = None) -> dict:
-    """Train (or reuse) one variant at one seed and return its metrics."""
+                     data_root: Path | str | None = None,
+                     pairs_file: Path | str | None = None) -> dict:
+    """Train (or reuse) one variant at one seed on the training pairs and return its metrics
+    on the test pairs (of ``pairs_file`` where given: :func:`evaluation_sets`)."""
     profile = get_profile(profile)
     root = Path(data_root) if data_root else ensure_toyviton(profile)
+    sets = evaluation_sets(root, profile, pairs_file)
     pipeline = train_variant(variant, profile, seed=seed, data_root=root)
-    return evaluate_pipeline(pipeline, profile, root, seed=seed)["metrics"]
+    return evaluate_pipeline(pipeline, profile, root, seed=seed, sets=sets)["metrics"]
 
 
 def sample_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
                    out: Path | str = "samples", pairing: str = "unpaired", n: int = 8,
-                   data_root: Path | str | None = None) -> list[Path]:
-    """Dress the first ``n`` test persons with a trained variant; write PNGs, return paths."""
+                   data_root: Path | str | None = None,
+                   pairs_file: Path | str | None = None) -> list[Path]:
+    """Dress the first ``n`` test persons (of ``pairs_file`` where given) with a trained
+    variant; write PNGs, return paths."""
     from PIL import Image
 
     profile = get_profile(profile)
     root = Path(data_root) if data_root else ensure_toyviton(profile)
+    test = open_dataset(root, split="test", pairing=pairing, size=profile.image_size,
+                        pairs_file=pairs_file)
     pipeline = train_variant(variant, profile, seed=seed, data_root=root)
-    batch = _stack(VitonHD(root, split="test", pairing=pairing, size=profile.image_size), n,
-                   EVAL_KEYS)
+    batch = _stack(test, n, EVAL_KEYS)
     images = try_on(pipeline, batch, profile, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -422,8 +468,10 @@ def qualitative_grid(sets_unpaired: dict, samples: dict[str, torch.Tensor],
 
 def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | None = None,
               data_root: Path | str | None = None, variants: tuple[str, ...] = tuple(VARIANTS),
-              progress: bool = True) -> Path:
+              progress: bool = True, pairs_file: Path | str | None = None) -> Path:
     """Train and evaluate every variant for ``seeds`` seeds, reusing finished runs; write results.
+
+    Evaluates on the test pairs of ``pairs_file`` where given (:func:`evaluation_sets`).
 
     Writes into ``out`` (default ``<data root>/reproduce-<profile>``): ``ablation.md`` (mean
     ± std over seeds, the baselines of :data:`BASELINES` above the variants),
@@ -432,8 +480,9 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     ``ablation.json`` (the summary, every per-seed number, the baselines' numbers per seed,
     the occluded subset's and the unpaired colour match's numbers, the attribute network's
     ceiling and chance level, the VAE's round-trip errors, the paper's numbers, each run's
-    training time and speed, and the provenance with each metric's toolchain; its wall time
-    counts this call only, the training runs it reused report their own). Evaluations are cached by
+    training time and speed, the metrics skipped for want of ToyVITON's attributes and why,
+    and the provenance with each metric's toolchain; its wall time counts this call only,
+    the training runs it reused report their own). Evaluations are cached by
     :func:`cached_evaluation`. Returns ``out``.
     """
     import matplotlib.pyplot as plt
@@ -448,7 +497,7 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     root = Path(data_root) if data_root else ensure_toyviton(profile, progress=progress)
     out = Path(out) if out else default_data_root() / f"reproduce-{profile.name}"
     out.mkdir(parents=True, exist_ok=True)
-    sets, net = evaluation_sets(root, profile), feature_net(profile, root)
+    sets, net = evaluation_sets(root, profile, pairs_file), attribute_network(profile, root)
     vae, _ = load_or_train_encoders(profile, progress=progress)
     per_seed: dict[str, list[dict]] = {}
     baseline_per_seed: dict[str, list[dict]] = {}
@@ -463,7 +512,7 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
             pipeline = train_variant(variant, profile, seed=seed, data_root=root,
                                      progress=progress)
             pipeline.set_progress_bar_config(disable=True)
-            result = cached_evaluation(pipeline, profile, root, seed, net, sets)
+            result = cached_evaluation(pipeline, profile, root, seed, net, sets, pairs_file)
             per_seed.setdefault(variant, []).append(result["metrics"])
             training.setdefault(variant, []).append(
                 {"run": pipeline.run.folder.name, **pipeline.run.metrics["summary"]})
@@ -485,6 +534,8 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
               "reference_points": reference_points(net, sets, root),
               "vae": round_trip_report(vae, profile, n=len(sets["paired"]["person"])),
               "paper": PAPER_ABLATION, "training": training,
+              "skipped": ({"metrics": list(ATTRIBUTE_METRICS), "reason": missing_attributes(root)}
+                          if net is None else None),
               "provenance": provenance(profile, list(range(seeds)), time.perf_counter() - start)}
     (out / "ablation.json").write_text(json.dumps(record, indent=2))
     return out

@@ -21,6 +21,7 @@ from gardiffmini.models.vae import make_vae
 from gardiffmini.pipeline import GarDiffPipeline
 from gardiffmini.profiles import get_profile
 from gardiffmini.reproduce import (
+    ATTRIBUTE_METRICS,
     ATTRIBUTES,
     HIGHER_IS_BETTER,
     PAPER_ABLATION,
@@ -220,3 +221,40 @@ def test_every_reported_metric_has_a_direction() -> None:
     reported = {key for key, _ in TABLE_COLUMNS} | set(PAPER_ABLATION["base"])
     assert reported <= set(HIGHER_IS_BETTER)
     assert HIGHER_IS_BETTER["SSIM"] and not HIGHER_IS_BETTER["FID_toy_u"]
+
+
+def test_reproduce_on_a_release_folder_skips_the_attribute_metrics(
+        release_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """The real release has no cloth-attributes.json: the metrics that need it are left out
+    of every number and of the table, said once, and recorded as skipped; training stubbed."""
+    profile = get_profile("ci", n_eval=3, sample_steps=1, guidance_scale=1.0)
+
+    def fake_train_variant(variant, profile, seed, data_root, progress):
+        pipeline = _untrained_pipeline(variant, profile)
+        pipeline.run = Run.open(f"fake-{variant}", profile.name, seed, {}, root=tmp_path / "runs")
+        return pipeline
+
+    def no_feature_net(profile, root):
+        raise AssertionError("the attribute network needs ToyVITON's attributes")
+
+    monkeypatch.setattr(reproduce_module, "train_variant", fake_train_variant)
+    monkeypatch.setattr(reproduce_module, "feature_net", no_feature_net)
+    monkeypatch.setattr(reproduce_module, "load_or_train_encoders",
+                        lambda profile, progress: (make_vae(profile).eval(), None))
+    with caplog.at_level("WARNING", logger="gardiffmini.reproduce"):
+        out = reproduce(profile, seeds=1, out=tmp_path / "out", data_root=release_root,
+                        variants=("base",), progress=False, pairs_file="test_pairs.txt")
+    notices = [r.getMessage() for r in caplog.records]
+    assert len(notices) == 1 and notices[0].endswith(
+        "(ToyVITON's garment attributes): attribute accuracy and FID_toy/KID_toy skipped")
+    record = json.loads((out / "ablation.json").read_text())
+    assert record["skipped"]["metrics"] == list(ATTRIBUTE_METRICS)
+    assert str(release_root / "train" / layout.ATTRIBUTES_FILE) in record["skipped"]["reason"]
+    measured = set(record["summary"]["base"])
+    assert not measured & set(ATTRIBUTE_METRICS) and {"SSIM", "unpaired_colour_match"} <= measured
+    assert all(not set(ATTRIBUTE_METRICS) & set(runs[0])
+               for runs in record["baselines"]["per_seed"].values())
+    assert set(record["reference_points"]) == {"n_pairs", "n_occluded"}
+    assert record["reference_points"]["n_pairs"] == 3
+    assert "FID_toy" not in record["table"] and "attr acc" not in record["table"]
+    assert "SSIM ↑" in record["table"]
