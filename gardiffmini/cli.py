@@ -1,24 +1,30 @@
 """``python -m gardiffmini data | warp | train | sample | evaluate | reproduce``.
 
 Every sub-command takes ``--profile`` (ci, cpu, gpu, paper), ``--seed`` and ``--root``
-(a folder in the VITON-HD layout; default: the profile's ToyVITON); the rest follows from
-the profile. Arguments, paths and counts are checked before any data is generated or any
-model trained, and a mistake is reported in one line, without a traceback.
+(default: the profile's ToyVITON); the rest follows from the profile. ``--root`` is a folder
+in the VITON-HD layout (the real release as downloaded, or ToyVITON) or one DressCode
+category folder (``DressCode/upper_body``; or ``--root DressCode --category upper_body``),
+told apart by its folders (:mod:`gardiffmini.data.datasets`). Every command that reads data
+takes ``--pairs-file``. Arguments, paths and counts are checked before any data is generated
+or any model trained, and a mistake is reported in one line, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
 from pathlib import Path
 
-from gardiffmini.data.layout import ATTRIBUTES_FILE, VitonHDLayoutError
+from gardiffmini.data import dresscode
+from gardiffmini.data.layout import VitonHDLayoutError
 from gardiffmini.profiles import PROFILES, get_profile
 
 MAX_SEED = 2**32 - 1  # numpy's seeds
+ROOT_HELP = ("data: a folder in the VITON-HD layout (the release or ToyVITON), a DressCode "
+             "category folder, or the DressCode root with --category (default: ToyVITON of "
+             "the profile)")
 
 
 class CommandLineError(ValueError):
@@ -48,13 +54,26 @@ def _check_writable_folder(name: str, path: Path | None) -> None:
         raise CommandLineError(f"{name} {path}: {existing} is not writable")
 
 
-def _check_data(args: argparse.Namespace, needs: tuple[tuple[str, str], ...],
-                attributes: bool = False) -> None:
-    """``--root`` (when given) holds the ``(split, pairing)`` pairs ``needs``, with
-    ``--pairs-file`` for the test split's pairs, and ToyVITON's attributes if asked."""
-    from gardiffmini.data.vitonhd import check_layout
+def _resolve_category(args: argparse.Namespace) -> None:
+    """``--root DressCode --category C`` becomes ``--root DressCode/C``, the folder read."""
+    category = getattr(args, "category", None)
+    if category is None:
+        return
+    if args.root is None:
+        raise CommandLineError("--category needs --root: the DressCode folder to read")
+    folder = args.root / category
+    if not dresscode.is_category_folder(folder):
+        raise CommandLineError(f"--category {category}: {folder} is not a DressCode category "
+                               "folder (expected images/, keypoints/ and label_maps/ in it)")
+    args.root = folder
 
-    pairs_file = getattr(args, "pairs_file", None)
+
+def _check_data(args: argparse.Namespace, needs: tuple[tuple[str, str], ...]) -> None:
+    """``--root`` (when given) holds the ``(split, pairing)`` pairs ``needs``, in either
+    layout, with ``--pairs-file`` for the pairs of ``args.pairs_split``."""
+    from gardiffmini.data.datasets import check_data
+
+    pairs_file = args.pairs_file
     if pairs_file is not None and not (pairs_file.is_file() or
                                        (args.root and (args.root / pairs_file).is_file())):
         raise CommandLineError(f"--pairs-file {pairs_file} not found (nor under --root)")
@@ -62,24 +81,7 @@ def _check_data(args: argparse.Namespace, needs: tuple[tuple[str, str], ...],
         return
     for split, pairing in needs:
         own = pairs_file if split == args.pairs_split else None
-        check_layout(args.root, split, pairing, own)
-        if attributes and not (args.root / split / ATTRIBUTES_FILE).is_file():
-            raise CommandLineError(
-                f"{args.root / split / ATTRIBUTES_FILE} not found: {args.command} measures "
-                "garment attributes, which only ToyVITON has"
-            )
-
-
-def _check_passes_pairs_file(args: argparse.Namespace, function) -> dict:
-    """``{"pairs_file": ...}`` for ``function`` when ``--pairs-file`` was given."""
-    if args.pairs_file is None:
-        return {}
-    if "pairs_file" not in inspect.signature(function).parameters:
-        raise CommandLineError(
-            f"--pairs-file: {function.__module__}.{function.__name__} does not take a pair "
-            "file yet; name the pairs in the layout's default file instead"
-        )
-    return {"pairs_file": args.pairs_file}
+        check_data(args.root, split, pairing, own)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -102,19 +104,22 @@ def check_args(args: argparse.Namespace) -> None:
                 raise CommandLineError("--pairs-file names the pairs of one split: pass "
                                        "--splits train or --splits test with it")
             args.pairs_split = args.splits[0]
+        if dresscode.is_category_folder(args.root):
+            raise CommandLineError(
+                f"--root {args.root} is a DressCode category: warp writes VITON-HD's "
+                "cloth-warp/ (DressCode's upper_body is warped by the loader as it reads)")
         _check_data(args, tuple((split, "paired") for split in args.splits))
-    elif command == "train":
-        _check_data(args, (("train", "paired"),))
-    elif command == "sample":
-        _check_count("--n", args.n, 1)
-        _check_writable_folder("--out", args.out)
-        _check_data(args, (("train", "paired"), ("test", args.pairing)))
-    elif command in ("evaluate", "reproduce"):
+    else:  # train, sample, evaluate, reproduce: a variant trained, the test pairs read
+        if command == "sample":
+            _check_count("--n", args.n, 1)
+            _check_writable_folder("--out", args.out)
         if command == "reproduce":
             _check_count("--seeds", args.seeds, 1)
             _check_writable_folder("--out", args.out)
-        needs = (("train", "paired"), ("test", "paired"), ("test", "unpaired"))
-        _check_data(args, needs, attributes=True)
+        _resolve_category(args)
+        tests = {"train": (), "sample": (getattr(args, "pairing", ""),)}.get(
+            command, ("paired", "unpaired"))  # the test pairings the command reads
+        _check_data(args, (("train", "paired"), *(("test", pairing) for pairing in tests)))
 
 
 # ---- the commands -------------------------------------------------------------------------
@@ -141,43 +146,34 @@ def _warp(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from gardiffmini.train import train_variant
 
-    extra = _check_passes_pairs_file(args, train_variant)
-    train_variant(args.variant, args.profile, seed=args.seed, data_root=args.root,
-                  mixed_precision=args.mixed_precision, **extra)
+    pipeline = train_variant(args.variant, args.profile, seed=args.seed, data_root=args.root,
+                             mixed_precision=args.mixed_precision, pairs_file=args.pairs_file)
+    print(f"{args.variant} ({args.profile}, seed {args.seed}) is in {pipeline.run.folder}")
 
 
 def _sample(args: argparse.Namespace) -> None:
     from gardiffmini.reproduce import sample_variant
 
-    extra = _check_passes_pairs_file(args, sample_variant)
     paths = sample_variant(args.variant, args.profile, seed=args.seed, out=args.out,
-                           pairing=args.pairing, n=args.n, data_root=args.root, **extra)
+                           pairing=args.pairing, n=args.n, data_root=args.root,
+                           pairs_file=args.pairs_file)
     print(f"wrote {len(paths)} images to {args.out}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from gardiffmini.reproduce import evaluate_variant
 
-    extra = _check_passes_pairs_file(args, evaluate_variant)
     result = evaluate_variant(args.variant, get_profile(args.profile), seed=args.seed,
-                              data_root=args.root, **extra)
+                              data_root=args.root, pairs_file=args.pairs_file)
     print(json.dumps(result, indent=2))
 
 
 def _reproduce(args: argparse.Namespace) -> None:
     from gardiffmini.reproduce import reproduce
 
-    extra = _check_passes_pairs_file(args, reproduce)
-    out = reproduce(args.profile, seeds=args.seeds, out=args.out, data_root=args.root, **extra)
+    out = reproduce(args.profile, seeds=args.seeds, out=args.out, data_root=args.root,
+                    pairs_file=args.pairs_file)
     print(f"ablation table, figure and numbers are in {out}")
-
-
-PRE_CHECKS = {  # the library functions a command calls, for checks of --pairs-file
-    "train": ("gardiffmini.train", "train_variant"),
-    "sample": ("gardiffmini.reproduce", "sample_variant"),
-    "evaluate": ("gardiffmini.reproduce", "evaluate_variant"),
-    "reproduce": ("gardiffmini.reproduce", "reproduce"),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,34 +183,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gardiffmini", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, run, help: str, pairs_split: str | None = None
-                ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help)
+    def command(name: str, run, help: str, pairs_split: str | None = None,
+                root: str = ROOT_HELP) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
         sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--root", type=Path, default=None,
-                         help="data set folder (default: ToyVITON of the profile)")
+        sub.add_argument("--root", type=Path, default=None, help=root)
         if pairs_split:
             sub.add_argument("--pairs-file", type=Path, default=None,
                              help=f"pair file of the {pairs_split} split (a path, or a name "
                                   "under --root) instead of the layout's default")
+        if pairs_split in ("train", "test"):
+            sub.add_argument("--category", choices=dresscode.CATEGORIES, default=None,
+                             help="with --root the DressCode root: the category to read "
+                                  "(same as --root DressCode/CATEGORY)")
         sub.set_defaults(run=run, pairs_split=pairs_split, pairs_file=None)
         return sub
 
-    data = command("data", _data, "write ToyVITON in the VITON-HD layout")
+    data = command("data", _data, "write ToyVITON in the VITON-HD layout",
+                   root="folder to write ToyVITON into (default: data/toyviton-PROFILE)")
     data.add_argument("--n-train", type=int, default=None)
     data.add_argument("--n-test", type=int, default=None)
     data.add_argument("--workers", type=int, default=None)
 
     warp = command("warp", _warp, "write the TPS warp of every pair (cloth-warp/) once",
-                   pairs_split="one")
+                   pairs_split="one",
+                   root="the folder in the VITON-HD layout whose warps to write (required)")
     warp.add_argument("--splits", nargs="+", choices=["train", "test"], default=["train", "test"])
     warp.add_argument("--workers", type=int, default=None,
                       help="worker processes (default: one per CPU)")
     warp.add_argument("--overwrite", action="store_true", help="rewrite warps already there")
 
-    train = command("train", _train, "train one variant (resumes, reuses a finished run)",
-                    pairs_split="train")
+    train = command("train", _train, "train one variant on the training pairs (resumes, "
+                    "reuses a finished run)", pairs_split="train")
     train.add_argument("--variant", choices=sorted(VARIANTS), required=True)
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
 
@@ -225,12 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, default=8)
     sample.add_argument("--out", type=Path, default=Path("samples"))
 
-    evaluate = command("evaluate", _evaluate, "metrics of one variant on the test split",
-                       pairs_split="test")
+    evaluate = command("evaluate", _evaluate, "train (or reuse) one variant, then its metrics "
+                       "on the test pairs (those needing ToyVITON's garment attributes are "
+                       "skipped elsewhere, with a notice)", pairs_split="test")
     evaluate.add_argument("--variant", choices=sorted(VARIANTS), required=True)
 
-    reproduce = command("reproduce", _reproduce, "the ablation: four variants, several seeds",
-                        pairs_split="test")
+    reproduce = command("reproduce", _reproduce, "the ablation: four variants, several seeds, "
+                        "evaluated on the test pairs", pairs_split="test")
     reproduce.add_argument("--seeds", type=int, default=3)
     reproduce.add_argument("--out", type=Path, default=None)
     return parser
@@ -243,9 +245,6 @@ def main(argv: list[str] | None = None) -> None:
     prog = f"gardiffmini {args.command}"
     try:
         check_args(args)
-        if args.pairs_file is not None and args.command in PRE_CHECKS:
-            module, name = PRE_CHECKS[args.command]
-            _check_passes_pairs_file(args, getattr(__import__(module, fromlist=[name]), name))
     except (CommandLineError, VitonHDLayoutError) as error:
         parser.exit(2, f"{prog}: error: {error}\n")
     try:

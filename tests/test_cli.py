@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import RELEASE_NAMES
+from test_dresscode import write_dresscode
 
 import gardiffmini.data.toyviton
 import gardiffmini.reproduce
@@ -80,10 +82,25 @@ def test_root_without_a_split_folder(no_work, capsys, release_root):
     assert one_line_error(capsys, argv).endswith("train/cloth/")
 
 
-def test_evaluate_says_early_that_it_needs_toyviton_attributes(no_work, capsys, release_root):
-    argv = ["evaluate", "--variant", "base", "--profile", "ci", "--root", str(release_root)]
-    assert "cloth-attributes.json not found: evaluate measures garment attributes" in (
-        one_line_error(capsys, argv))
+def trained(calls: list, **kwargs) -> SimpleNamespace:
+    """What a faked train_variant returns: a pipeline whose run has a folder."""
+    calls.append(kwargs)
+    return SimpleNamespace(run=SimpleNamespace(folder=Path("runs/fake")))
+
+
+@pytest.mark.parametrize("command", ["evaluate", "reproduce"])
+def test_evaluation_of_a_release_folder_is_not_refused(monkeypatch, release_root, command):
+    """The real release has no cloth-attributes.json: evaluation runs without those metrics
+    (tests/test_release_end_to_end.py runs it for real)."""
+    calls = []
+    name = "evaluate_variant" if command == "evaluate" else "reproduce"
+    monkeypatch.setattr(gardiffmini.reproduce, name,
+                        lambda *args, **kwargs: calls.append(kwargs) or {})
+    argv = [command, "--profile", "ci", "--root", str(release_root),
+            "--pairs-file", "test_pairs.txt"]
+    main(argv + (["--variant", "base"] if command == "evaluate" else ["--seeds", "1"]))
+    assert calls[0]["data_root"] == release_root
+    assert calls[0]["pairs_file"] == Path("test_pairs.txt")
 
 
 def test_missing_pairs_file(no_work, capsys, release_root):
@@ -108,19 +125,27 @@ def test_pairs_file_reaches_the_library(monkeypatch, capsys, release_root):
                      "pairing": "unpaired"}
 
 
-def test_pairs_file_a_function_cannot_take_is_refused_before_work(monkeypatch, capsys,
-                                                                  release_root):
-    def train_variant(variant, profile, seed, data_root, mixed_precision):
-        raise AssertionError("trained")
+def test_pairs_file_reaches_training(monkeypatch, capsys, release_root):
+    calls = []
+    monkeypatch.setattr(gardiffmini.train, "train_variant",
+                        lambda *args, **kwargs: trained(calls, **kwargs))
+    (release_root / "two.txt").write_text("00001_00.jpg 00001_00.jpg\n00002_00.jpg "
+                                          "00002_00.jpg\n")
+    main(["train", "--variant", "base", "--profile", "ci", "--root", str(release_root),
+          "--pairs-file", "two.txt"])
+    assert calls[0]["pairs_file"] == Path("two.txt") and calls[0]["data_root"] == release_root
+    assert "is in runs/fake" in capsys.readouterr().out
 
-    monkeypatch.setattr(gardiffmini.train, "train_variant", train_variant)
+
+def test_a_bad_pairs_file_is_found_before_training(no_work, capsys, release_root):
+    (release_root / "bad.txt").write_text("00001_00.jpg\n")
     argv = ["train", "--variant", "base", "--profile", "ci", "--root", str(release_root),
-            "--pairs-file", "train_pairs.txt"]
-    assert "does not take a pair file yet" in one_line_error(capsys, argv)
+            "--pairs-file", "bad.txt"]
+    assert "bad.txt, line 1: expected 2 or 3 columns" in one_line_error(capsys, argv)
 
 
 def test_data_error_during_work_is_one_line(monkeypatch, capsys, release_root):
-    def train_variant(variant, profile, seed, data_root, mixed_precision):
+    def train_variant(variant, profile, seed, data_root, mixed_precision, pairs_file):
         VitonHD(data_root, "train")[0]
 
     monkeypatch.setattr(gardiffmini.train, "train_variant", train_variant)
@@ -133,9 +158,41 @@ def test_data_error_during_work_is_one_line(monkeypatch, capsys, release_root):
 def test_release_folder_passes_the_checks(monkeypatch, release_root):
     calls = []
     monkeypatch.setattr(gardiffmini.train, "train_variant",
-                        lambda *args, **kwargs: calls.append(kwargs["data_root"]))
+                        lambda *args, **kwargs: trained(calls, **kwargs))
     main(["train", "--variant", "base", "--profile", "ci", "--root", str(release_root)])
-    assert calls == [release_root]
+    assert [call["data_root"] for call in calls] == [release_root]
+
+
+# ---- DressCode: one category folder --------------------------------------------------------
+
+
+def test_dresscode_category_by_folder_or_by_name(monkeypatch, tmp_path):
+    root = write_dresscode(tmp_path / "DressCode")
+    calls = []
+    monkeypatch.setattr(gardiffmini.train, "train_variant",
+                        lambda *args, **kwargs: trained(calls, **kwargs))
+    main(["train", "--variant", "base", "--profile", "ci", "--root", str(root / "dresses")])
+    main(["train", "--variant", "base", "--profile", "ci", "--root", str(root),
+          "--category", "upper_body"])
+    assert [call["data_root"] for call in calls] == [root / "dresses", root / "upper_body"]
+
+
+def test_dresscode_mistakes_are_one_line(no_work, capsys, tmp_path, release_root):
+    root = write_dresscode(tmp_path / "DressCode")
+    train = ["train", "--variant", "base", "--profile", "ci"]
+    err = one_line_error(capsys, [*train, "--root", str(root)])
+    assert f"{root} is a DressCode root: expected one category folder, such as " \
+           f"{root / 'upper_body'}" in err
+    assert "--category needs --root" in one_line_error(capsys, [*train, "--category",
+                                                                "dresses"])
+    err = one_line_error(capsys, [*train, "--root", str(release_root), "--category", "dresses"])
+    assert "is not a DressCode category folder" in err
+    (root / "dresses" / "test_pairs_unpaired.txt").unlink()
+    err = one_line_error(capsys, ["evaluate", "--variant", "base", "--profile", "ci", "--root",
+                                  str(root / "dresses")])
+    assert "test_pairs_unpaired.txt not found: expected the DressCode test unpaired" in err
+    err = one_line_error(capsys, ["warp", "--root", str(root / "upper_body")])
+    assert "is a DressCode category: warp writes VITON-HD's cloth-warp/" in err
 
 
 # ---- warp: computed once -----------------------------------------------------------------
