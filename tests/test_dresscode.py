@@ -12,8 +12,12 @@ from conftest import RELEASE_KEYPOINTS, tshirt_polygon
 from PIL import Image, ImageDraw
 
 from gardiffmini.data import layout
+from gardiffmini.data.datasets import check_data, open_dataset
 from gardiffmini.data.dresscode import ATR, CATEGORIES, DressCode, garment_mask
+from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.vitonhd import VitonHDLayoutError
+from gardiffmini.profiles import get_profile
+from gardiffmini.reproduce import evaluation_sets
 
 WIDTH, HEIGHT = 96, 128
 NAMES = ("013563", "013564")
@@ -167,3 +171,33 @@ def test_written_warps_are_read_for_any_category(dresscode):
             image.save(path, format="JPEG" if folder == "cloth-warp" else "PNG")
     sample = DressCode(dresscode, "train", categories="lower_body")[1]
     assert sample["warped_mask"].min() == 1 and sample["warped_cloth"][2].mean() > 0.9
+
+
+# ---- one category folder as a data root (the command line's --root) ---------------------
+
+
+def test_a_category_folder_is_a_data_root(dresscode):
+    folder = dresscode / "upper_body"
+    data = open_dataset(folder, "test", "unpaired", size="ci")
+    assert isinstance(data, DressCode) and [p.tag for p in data.pairs] == ["upper_body"] * 2
+    assert check_data(folder, "test", "paired") == folder / "test_pairs_paired.txt"
+    sets = evaluation_sets(folder, get_profile("ci", n_eval=2))
+    assert sets["unpaired"]["warped_mask"].shape == (2, 1, *get_profile("ci").image_size)
+    assert sets["paired"]["cloth_name"] == [f"{n}_1.jpg" for n in NAMES]
+    with pytest.raises(VitonHDLayoutError, match="is a DressCode root: expected one category "
+                       "folder"):
+        open_dataset(dresscode, "train")
+    before = data_fingerprint(folder, "train")
+    Image.new("RGB", (WIDTH, HEIGHT)).save(folder / "images" / f"{NAMES[-1]}_1.jpg")
+    assert data_fingerprint(folder, "train") != before
+
+
+def test_a_pairs_file_of_one_category(dresscode):
+    folder = dresscode / "dresses"
+    (folder / "one.txt").write_text(f"{NAMES[1]}_0.jpg {NAMES[0]}_1.jpg\n")
+    data = DressCode(dresscode, "test", "unpaired", categories="dresses", warped=False,
+                     pairs_file="one.txt")
+    assert [(p.person, p.cloth) for p in data.pairs] == [(f"{NAMES[1]}_0.jpg",
+                                                          f"{NAMES[0]}_1.jpg")]
+    with pytest.raises(ValueError, match="pairs_file names the pairs of one category"):
+        DressCode(dresscode, "test", categories=CATEGORIES, pairs_file="one.txt")
