@@ -33,6 +33,7 @@ from transformers import CLIPVisionModelWithProjection
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import garment_processors
 from gardiffmini.models.encoders import clip_image_embeds
+from gardiffmini.models.vae import load_pretrained_vae
 
 
 def encode_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
@@ -128,12 +129,16 @@ class GarDiffPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
                         **kwargs) -> GarDiffPipeline:
-        """Load a saved pipeline; the garment processors and their weights come back too."""
+        """Load a saved pipeline; the garment processors and their weights come back too, and
+        a :class:`~gardiffmini.models.vae.ShortcutAutoencoderKL` comes back as one."""
+        folder = str(pretrained_model_name_or_path)
+        if not os.path.isdir(folder):
+            folder = cls.download(folder, **{k: v for k, v in kwargs.items()
+                                             if k in ("cache_dir", "revision", "token")})
+        pretrained_model_name_or_path = folder
+        if "vae" not in kwargs:
+            kwargs["vae"] = load_pretrained_vae(folder, subfolder="vae")
         if "unet" not in kwargs:
-            folder = str(pretrained_model_name_or_path)
-            if not os.path.isdir(folder):
-                folder = cls.download(folder, **{k: v for k, v in kwargs.items()
-                                                 if k in ("cache_dir", "revision", "token")})
             adapter = kwargs.get("adapter") or GarmentAdapter.from_pretrained(folder,
                                                                                 subfolder="adapter")
             unet = UNet2DConditionModel.from_config(
@@ -143,7 +148,6 @@ class GarDiffPipeline(DiffusionPipeline):
             if kwargs.get("torch_dtype") is not None:
                 unet.to(kwargs["torch_dtype"])
             kwargs.update(unet=unet, adapter=adapter)
-            pretrained_model_name_or_path = folder
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @torch.no_grad()

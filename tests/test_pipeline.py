@@ -154,3 +154,18 @@ def test_save_and_load_round_trip(tmp_path, use_vae_tokens):
     for key, value in loaded.unet.state_dict().items():
         assert torch.equal(value, original_weights[key]), key
     torch.testing.assert_close(sample(loaded), expected, atol=1e-6, rtol=0)
+
+
+def test_a_pipeline_with_the_shortcut_vae_round_trips(tmp_path):
+    from gardiffmini.models.vae import ShortcutAutoencoderKL, make_vae
+
+    pipe = tiny_pipeline(True)
+    torch.manual_seed(0)
+    pipe = GarDiffPipeline(**{**pipe.components, "vae": make_vae("ci").eval()})
+    pipe.set_progress_bar_config(disable=True)
+    expected = sample(pipe)
+    pipe.save_pretrained(tmp_path)
+    loaded = GarDiffPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert isinstance(loaded.vae, ShortcutAutoencoderKL)
+    torch.testing.assert_close(sample(loaded), expected, atol=1e-6, rtol=0)

@@ -35,7 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL
+
+# diffusers' pipeline loader checks a saved component against the loadable base classes it
+# finds in the component's own module (this one), so ModelMixin must be importable from here
+from diffusers import AutoencoderKL, ModelMixin  # noqa: F401
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 
