@@ -118,11 +118,11 @@ def _widget_stand_in(model_id: str, state: dict) -> list[dict]:
                 settings.append(f"{values['description']} = {labels[values['index']]}")
             elif isinstance(values.get("value"), int | float | str):
                 settings.append(f"{values['description']} = {values['value']}")
-    note = ("*An interactive widget: run the notebook to use it.*" if not settings else
-            "*The interactive widget's picture as it was built ("
-            + ", ".join(f"`{s}`" for s in settings)
-            + "); run the notebook to change these.*")
-    outputs.append(nbformat.v4.new_output("display_data", data={"text/markdown": note}))
+    note = ("An interactive widget: run the notebook to use it." if not settings else
+            "The interactive widget's picture as it was built (" + ", ".join(settings)
+            + "); run the notebook to change these.")
+    # a text stream, not a display: a figure caption on the cell then names the picture only
+    outputs.append(nbformat.v4.new_output("stream", name="stdout", text=note + "\n"))
     return outputs
 
 
