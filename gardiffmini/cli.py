@@ -95,6 +95,10 @@ def check_args(args: argparse.Namespace) -> None:
             _check_count(f"--{name.replace('_', '-')}", getattr(args, name), 0)
         _check_count("--workers", args.workers, 1)
         _check_writable_folder("--root", args.root)
+    elif command == "bench":
+        _check_count("--steps", args.steps, 1)
+        _check_count("--warmup", args.warmup, 0)
+        _check_writable_folder("--out", args.out)
     elif command == "warp":
         _check_count("--workers", args.workers, 1)
         if args.root is None:
@@ -176,8 +180,15 @@ def _reproduce(args: argparse.Namespace) -> None:
     print(f"ablation table, figure and numbers are in {out}")
 
 
+def _bench(args: argparse.Namespace) -> None:
+    from gardiffmini.bench import run_from_args
+
+    run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every sub-command."""
+    from gardiffmini.bench import add_arguments as add_bench_arguments
     from gardiffmini.train import VARIANTS
 
     parser = argparse.ArgumentParser(prog="gardiffmini", description=__doc__.splitlines()[0])
@@ -235,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluated on the test pairs", pairs_split="test")
     reproduce.add_argument("--seeds", type=int, default=3)
     reproduce.add_argument("--out", type=Path, default=None)
+
+    bench_help = ("training throughput of every variant and of a plain fp32 loop on this "
+                  "device; writes book/results/bench-DEVICE-PROFILE.json")
+    bench = commands.add_parser("bench", help=bench_help, description=bench_help)
+    add_bench_arguments(bench)
+    bench.set_defaults(run=_bench, seed=0)
     return parser
 
 

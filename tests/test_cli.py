@@ -52,6 +52,7 @@ def test_negative_seed(no_work, capsys):
     (["data", "--workers", "0"], "--workers must be >= 1, got 0"),
     (["sample", "--variant", "base", "--n", "0"], "--n must be >= 1, got 0"),
     (["reproduce", "--seeds", "0"], "--seeds must be >= 1, got 0"),
+    (["bench", "--steps", "0"], "--steps must be >= 1, got 0"),
 ])
 def test_bad_counts(no_work, capsys, argv, message):
     assert one_line_error(capsys, [*argv, "--profile", "ci"]).endswith(message)
@@ -243,3 +244,10 @@ def test_every_command_that_reads_data_takes_a_pairs_file(command):
     argv = [command, "--pairs-file", "p.txt"] + (["--variant", "base"] if command in (
         "train", "sample", "evaluate") else [])
     assert str(build_parser().parse_args(argv).pairs_file) == "p.txt"
+
+
+def test_bench_runs_from_the_command_line(tmp_path, capsys):
+    main(["bench", "--profile", "ci", "--steps", "1", "--warmup", "0", "--variants", "base",
+          "--out", str(tmp_path)])
+    assert f"wrote {tmp_path / 'bench-cpu-ci.json'}" in capsys.readouterr().out
+    assert (tmp_path / "bench-cpu-ci.json").is_file()
