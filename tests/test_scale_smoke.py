@@ -29,7 +29,7 @@ from gardiffmini.bench import synthetic_cache
 from gardiffmini.features import default_features
 from gardiffmini.models.attention import garment_processors
 from gardiffmini.models.encoders import build_tokenizer, make_clip
-from gardiffmini.models.vae import ShortcutAutoencoderKL, make_vae
+from gardiffmini.models.vae import make_vae
 from gardiffmini.objective import DEFAULT_RECIPE, noise_scheduler
 from gardiffmini.pipeline import GarDiffPipeline
 from gardiffmini.profiles import Profile, get_profile
@@ -115,11 +115,7 @@ def test_every_model_trains_samples_and_round_trips_at_full_width(name, tmp_path
     n_weights = len(pipeline.unet.state_dict())
     del pipeline, unet, adapter, vae
     gc.collect()  # the paper's weights once in memory, not twice
-    # diffusers looks the VAE's class up as ``gardiffmini.ShortcutAutoencoderKL`` (the top
-    # module of ``gardiffmini.models.vae``), which does not exist, so the pipeline cannot
-    # load its own VAE yet; it is loaded from its subfolder and handed over.
-    loaded = GarDiffPipeline.from_pretrained(
-        tmp_path, vae=ShortcutAutoencoderKL.from_pretrained(tmp_path / "vae"))
+    loaded = GarDiffPipeline.from_pretrained(tmp_path)
     assert len(loaded.unet.state_dict()) == n_weights
     assert len(garment_processors(loaded.unet)) > 0
     torch.testing.assert_close(sample_once(loaded, profile), images, rtol=0, atol=0)
