@@ -227,11 +227,13 @@ def score(images: dict[str, torch.Tensor], sets: dict, net: ToyVitonFeatureNet |
 
 
 def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
-                      net: ToyVitonFeatureNet | None = None, sets: dict | None = None) -> dict:
+                      net: ToyVitonFeatureNet | None | str = "auto",
+                      sets: dict | None = None) -> dict:
     """All metrics (:func:`score`) of one trained pipeline on the test split (``sets``,
-    default :func:`evaluation_sets`); ``net`` defaults to :func:`attribute_network`."""
+    default :func:`evaluation_sets`). ``net``: the attribute network, ``None`` to leave its
+    metrics out, or ``"auto"``: :func:`attribute_network` (which says once why it is none)."""
     sets = evaluation_sets(root, profile) if sets is None else sets
-    net = attribute_network(profile, root) if net is None else net
+    net = attribute_network(profile, root) if isinstance(net, str) else net
     generated = {name: try_on(pipeline, s, profile, seed) for name, s in sets.items()}
     return {"metrics": score(generated, sets, net, root, seed), "images": generated}
 
