@@ -22,7 +22,6 @@ import json
 import platform
 import re
 import resource
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from gardiffmini.models.vae import make_vae
 from gardiffmini.objective import DEFAULT_RECIPE, noise_scheduler
 from gardiffmini.pipeline import tryon_unet_input
 from gardiffmini.profiles import PROFILES, Profile, get_profile
+from gardiffmini.reproduce import git_commit
 from gardiffmini.runs import (
     DEFAULT_SPEED,
     Run,
@@ -187,14 +187,6 @@ def bench_peer(profile: Profile, steps: int, warmup: int, device: torch.device) 
             "peak_memory_gb": peak_memory_gb(device)}
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _cpu_name() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -208,7 +200,7 @@ def provenance(device: torch.device) -> dict:
     """Where and with what the numbers were made."""
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"CPU ({_cpu_name()})")
-    return {"device": name, "threads": torch.get_num_threads(), "commit": _git_commit(),
+    return {"device": name, "threads": torch.get_num_threads(), "commit": git_commit(),
             "torch": torch.__version__, "diffusers": diffusers.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 

@@ -330,7 +330,8 @@ def sample_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
     return paths
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """The commit of the library's checkout (``"unknown"`` outside a git checkout)."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                               check=True, cwd=Path(__file__).parent).stdout.strip()
@@ -342,7 +343,7 @@ def provenance(profile: Profile, seeds: list[int], wall_time_s: float) -> dict:
     """Where and how a set of numbers was made."""
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (
         f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
-    return {"device": device, "commit": _git_commit(), "profile": profile.name, "seeds": seeds,
+    return {"device": device, "commit": git_commit(), "profile": profile.name, "seeds": seeds,
             "wall_time_s": round(wall_time_s, 1), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "toolchain": metrics.TOOLCHAIN}

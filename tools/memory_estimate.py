@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import time
 import weakref
 from pathlib import Path
@@ -48,6 +47,7 @@ from gardiffmini.features import default_features
 from gardiffmini.models.vae import make_vae
 from gardiffmini.objective import DEFAULT_RECIPE, noise_scheduler
 from gardiffmini.profiles import PROFILES, get_profile
+from gardiffmini.reproduce import git_commit
 from gardiffmini.runs import step_generator
 
 BLOCK = 512  # bytes: the CUDA caching allocator rounds every allocation up to this
@@ -154,14 +154,6 @@ def estimate(profile_name: str = "paper", batch: int = PAPER_BATCH,
         }
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="paper", choices=sorted(PROFILES))
@@ -189,7 +181,7 @@ def main() -> None:
         **numbers,
         "budget_gb": 24,
         "fits_budget": numbers["peak_gb"] + 0.5 <= 24,
-        "provenance": {"commit": _git_commit(), "torch": torch.__version__,
+        "provenance": {"commit": git_commit(), "torch": torch.__version__,
                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        "seconds": round(time.perf_counter() - started, 1),
                        "script": "tools/memory_estimate.py"},
