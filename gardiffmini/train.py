@@ -223,10 +223,10 @@ def train_variant(
     vae, image_encoder = load_or_train_encoders(profile, seed=0, progress=progress)
     encoders_id = weights_hash(vae, image_encoder)
     vae_id = weights_hash(vae)
-    toyviton = ensure_toyviton(profile)  # the base learns people from ToyVITON, as SD from LAION
-    base = inpainting_base(
+    base = inpainting_base(  # trained, where not shipped, on ToyVITON, as SD was on LAION
         profile, vae_id,
-        lambda: cached_training_set(toyviton, profile, vae, image_encoder, encoders_id),
+        lambda: cached_training_set(ensure_toyviton(profile), profile, vae, image_encoder,
+                                    encoders_id),
         progress=progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
