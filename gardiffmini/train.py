@@ -215,8 +215,9 @@ def train_variant(
     ToyVITON). It trains on the pairs of ``pairs_file`` (a path, or a name under
     ``data_root``) where given, else on the layout's training pairs; both are part of the
     run's identity (:func:`~gardiffmini.data.fingerprint.data_fingerprint`).
-    ``mixed_precision`` (accelerate's: ``"no"``, ``"bf16"``, ``"fp16"``) and ``speed``
-    (:class:`~gardiffmini.runs.Speed`) say how the steps run on the device."""
+    ``mixed_precision`` (accelerate's: ``"no"``, ``"bf16"``, ``"fp16"``) is part of the
+    identity too, since it changes the weights; ``speed``
+    (:class:`~gardiffmini.runs.Speed`) says how the steps run on the device."""
     profile, variant = get_profile(profile), get_variant(variant)
     steps = profile.diffusion_steps if steps is None else steps
     root = Path(data_root) if data_root else ensure_toyviton(profile)
@@ -235,7 +236,9 @@ def train_variant(
     run = Run.open(f"tryon-{slug}", profile.name, seed,
                    run_config(profile, variant, steps, encoders_id, unet.config, recipe)
                    | {"data": data_fingerprint(root, "train", pairs_file),
-                      "base": base_hash(profile, vae_id) if base is not None else None})
+                      "base": base_hash(profile, vae_id) if base is not None else None}
+                   # fp32 runs keep the identity they had before mixed precision existed
+                   | ({"mixed_precision": mixed_precision} if mixed_precision != "no" else {}))
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
         cache = cached_training_set(root, profile, vae, image_encoder, encoders_id,

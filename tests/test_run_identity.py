@@ -20,7 +20,7 @@ class Stop(Exception):
     pass
 
 
-def tryon_run_config(monkeypatch, root, pairs_file=None) -> dict:
+def tryon_run_config(monkeypatch, root, pairs_file=None, mixed_precision="no") -> dict:
     """The config ``train_variant`` identifies its run by, for data at ``root``."""
     profile = get_profile("ci")
     tokenizer = encoders.build_tokenizer()
@@ -38,7 +38,7 @@ def tryon_run_config(monkeypatch, root, pairs_file=None) -> dict:
     monkeypatch.setattr(train.Run, "open", open_run)
     with pytest.raises(Stop):
         train.train_variant("base", profile, data_root=root, progress=False,
-                            pairs_file=pairs_file)
+                            pairs_file=pairs_file, mixed_precision=mixed_precision)
     return seen
 
 
@@ -52,6 +52,14 @@ def changed_copy(root, tmp_path):
 def test_tryon_run_identity_depends_on_the_data(monkeypatch, release_root, tmp_path):
     other = changed_copy(release_root, tmp_path)
     assert tryon_run_config(monkeypatch, release_root) != tryon_run_config(monkeypatch, other)
+
+
+def test_tryon_run_identity_depends_on_mixed_precision(monkeypatch, release_root):
+    """A bf16 run is not reused for an fp32 request; fp32 keeps its old identity."""
+    fp32 = tryon_run_config(monkeypatch, release_root)
+    bf16 = tryon_run_config(monkeypatch, release_root, mixed_precision="bf16")
+    assert "mixed_precision" not in fp32
+    assert bf16 == fp32 | {"mixed_precision": "bf16"}
 
 
 def test_tryon_run_identity_depends_on_the_pairs_file(monkeypatch, release_root):
