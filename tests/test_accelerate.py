@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,15 +70,19 @@ def _trained(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def test_two_processes_train_like_one_at_the_combined_batch(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp_path / "hf")}
+    # gloo talks over the loopback interface, whatever the machine's hostname resolves to
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp_path / "hf"),
+           "GLOO_SOCKET_IFNAME": "lo"}
     script = [str(Path(__file__).resolve()), str(tmp_path)]
     # --multi_gpu makes accelerate start the processes with torchrun (with --cpu it would
     # start one and expect MPI); the script's Accelerator(cpu=True) joins them over gloo
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no", "--main_process_port", "29517"]
+              "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+              "--main_process_port", str(_free_port())]
     for command in (launch + script, [sys.executable, *script]):
-        subprocess.run(command, check=True, env=env, capture_output=True, text=True)
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
     config2, two = _trained(tmp_path / "processes2")
     config1, one = _trained(tmp_path / "processes1")
     assert (config2["processes"], config2["backend"]) == (2, "gloo")
@@ -98,6 +103,13 @@ def test_two_processes_train_like_one_at_the_combined_batch(tmp_path):
     update_two = torch.cat([(two[k] - initial[k]).flatten() for k in one])
     assert update_one.norm() > 0
     assert (update_two - update_one).norm() < 1e-3 * update_one.norm()
+
+
+def _free_port() -> int:
+    """A TCP port that nothing listens on now (the OS picks it), for torchrun's rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _initial_weights() -> dict[str, torch.Tensor]:
