@@ -18,7 +18,6 @@ a run. ``profile.base_steps == 0`` means no base: the ``paper`` profile starts f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -39,8 +38,8 @@ from gardiffmini.objective import (
 from gardiffmini.pipeline import tryon_unet_input
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import Run, architecture, config_hash, fit, step_generator, warmup_schedule
+from gardiffmini.shipped import WEIGHTS_DIR, load_shipped
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 BASE_SEED = 0  # one base for every seed of the variants, as the paper has one SD
 
 
@@ -102,16 +101,9 @@ def shipped_base_path(profile: Profile) -> Path:
 def load_shipped_base(profile: Profile | str, vae_id: str) -> dict[str, torch.Tensor] | None:
     """The package's base of ``profile`` as a float32 state dict, or ``None`` when none was
     made by today's :func:`base_config` (then the caller trains one)."""
-    from safetensors.torch import load_file
-
     profile = get_profile(profile)
-    path = shipped_base_path(profile)
-    record_path = path.with_suffix(".json")
-    if not (path.is_file() and record_path.is_file()):
-        return None
-    if json.loads(record_path.read_text()).get("base_hash") != base_hash(profile, vae_id):
-        return None
-    return {k: v.float() for k, v in load_file(str(path)).items()}
+    shipped = load_shipped(shipped_base_path(profile), "base_hash", base_hash(profile, vae_id))
+    return None if shipped is None else shipped[0]
 
 
 def train_base(

@@ -15,6 +15,7 @@ every result and table, with a one-line notice (:func:`attribute_network`).
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import platform
@@ -32,6 +33,7 @@ from gardiffmini.data import layout
 from gardiffmini.data.datasets import open_dataset
 from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.garments import CATEGORIES, COLOR_NAMES, PATTERNS
+from gardiffmini.data.toyviton import METADATA_FILE as TOYVITON_RECORD
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.features import ToyVitonFeatureNet, train_feature_net
@@ -41,6 +43,7 @@ from gardiffmini.models.vae import round_trip_report
 from gardiffmini.paths import data_root as default_data_root
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import Run, config_hash
+from gardiffmini.shipped import WEIGHTS_DIR, load_shipped
 from gardiffmini.train import VARIANTS, train_variant, weights_hash
 
 PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-side table
@@ -103,13 +106,55 @@ def _stack(dataset: torch.utils.data.Dataset, n: int, keys: tuple[str, ...]) -> 
     return stacked | {"cloth_name": [item["cloth_name"] for item in items]}
 
 
-def feature_net(profile: Profile, root: Path, seed: int = 0) -> ToyVitonFeatureNet:
-    """The network behind FID_toy / KID_toy, trained once on the training persons (a run).
+def feature_net_hash(profile: Profile, root: Path | str, seed: int = 0) -> str | None:
+    """What determines :func:`feature_net`'s weights on the data at ``root``: ToyVITON's record
+    there (``toyviton.json``: the data's bytes follow from it), the image size, the classes,
+    the steps, and the batch size, learning rate and widths that :func:`train_feature_net`
+    trains with; ``None`` where ``root`` holds no ToyVITON record."""
+    record = Path(root) / TOYVITON_RECORD
+    if not record.is_file():
+        return None
+    training = {name: parameter.default
+                for name, parameter in inspect.signature(train_feature_net).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    return config_hash({
+        "toyviton": json.loads(record.read_text()), "size": profile.image_size, "seed": seed,
+        "classes": {name: len(values) for name, values in ATTRIBUTES.items()},
+        "steps": FEATURE_NET_STEPS_PER_PROBE_STEP * profile.probe_steps,
+        "training": training | {"batch_size": FEATURE_NET_BATCH},
+    })
+
+
+def shipped_feature_net_path(profile: Profile) -> Path:
+    """Where the package keeps the attribute network of ``profile`` (may not exist)."""
+    return WEIGHTS_DIR / f"featurenet-{profile.name}.safetensors"
+
+
+def load_shipped_feature_net(profile: Profile, root: Path | str, seed: int = 0
+                             ) -> ToyVitonFeatureNet | None:
+    """The package's attribute network of ``profile`` where it was trained on the data at
+    ``root`` as today's code trains it (:func:`feature_net_hash`), else ``None``."""
+    shipped = load_shipped(shipped_feature_net_path(profile), "feature_net_hash",
+                           feature_net_hash(profile, root, seed))
+    if shipped is None:
+        return None
+    net = ToyVitonFeatureNet({name: len(values) for name, values in ATTRIBUTES.items()})
+    net.load_state_dict(shipped[0])
+    return net.eval()
+
+
+def feature_net(profile: Profile, root: Path, seed: int = 0,
+                use_shipped: bool = True) -> ToyVitonFeatureNet:
+    """The network behind FID_toy / KID_toy, trained once on the training persons (a run,
+    ``net.run``), or the package's (:func:`load_shipped_feature_net`) where it matches.
 
     :data:`FEATURE_NET_STEPS_PER_PROBE_STEP` times the profile's probe steps, batches of
     :data:`FEATURE_NET_BATCH`: at ``cpu``, 300 steps of 8 left it at chance on the test photos
     (mean attribute accuracy 0.224, chance 0.190) and 1,000 of 32 reached 0.56.
     """
+    shipped = load_shipped_feature_net(profile, root, seed) if use_shipped else None
+    if shipped is not None:
+        return shipped
     classes = {name: len(values) for name, values in ATTRIBUTES.items()}
     steps = FEATURE_NET_STEPS_PER_PROBE_STEP * profile.probe_steps
     run = Run.open("featurenet", profile.name, seed,
@@ -118,15 +163,18 @@ def feature_net(profile: Profile, root: Path, seed: int = 0) -> ToyVitonFeatureN
     if run.finished:
         net = ToyVitonFeatureNet(classes)
         run.load({"net": net})
-        return net.eval()
-    persons = VitonHD(root, split="train", size=profile.image_size)
-    images = _stack(persons, len(persons), ("person",))["person"].add(1).div(2)
-    labels = attribute_labels(root, "train", [pair.cloth for pair in persons.pairs])
-    net = train_feature_net(images, labels, steps=steps, batch_size=FEATURE_NET_BATCH, seed=seed,
-                            attribute_classes=classes)
-    run.save(steps, {"net": net})
-    run.finish(steps)
-    return net
+    else:
+        started = time.perf_counter()
+        persons = VitonHD(root, split="train", size=profile.image_size)
+        images = _stack(persons, len(persons), ("person",))["person"].add(1).div(2)
+        labels = attribute_labels(root, "train", [pair.cloth for pair in persons.pairs])
+        net = train_feature_net(images, labels, steps=steps, batch_size=FEATURE_NET_BATCH,
+                                seed=seed, attribute_classes=classes)
+        run.save(steps, {"net": net})
+        run.write_metrics(summary={"train_seconds": round(time.perf_counter() - started, 1)})
+        run.finish(steps)
+    net.run = run
+    return net.eval()
 
 
 def missing_attributes(root: Path | str) -> str | None:

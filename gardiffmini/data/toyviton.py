@@ -268,6 +268,23 @@ def unpaired_garments(n: int, seed: int) -> list[int]:
     return garment
 
 
+def toyviton_record(profile: str | Profile = "cpu", seed: int = 0, n_train: int | None = None,
+                    n_test: int | None = None) -> dict:
+    """What :func:`generate` writes to ``toyviton.json``: everything the data's bytes follow
+    from (generator version, profile, image size, seed, split sizes; sizes default to the
+    profile's)."""
+    profile = get_profile(profile)
+    n_train = profile.n_train if n_train is None else n_train
+    n_test = profile.n_test if n_test is None else n_test
+    if n_train < 0 or n_test < 0:
+        raise ValueError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}")
+    return {
+        "generator": "gardiffmini.data.toyviton", "version": TOYVITON_VERSION,
+        "profile": profile.name, "height": profile.height, "width": profile.width,
+        "seed": seed, "n_train": n_train, "n_test": n_test,
+    }
+
+
 def generate(root: str | Path, profile: str | Profile = "cpu", seed: int = 0,
              n_train: int | None = None, n_test: int | None = None, workers: int | None = None,
              progress: bool = True) -> Path:
@@ -280,17 +297,10 @@ def generate(root: str | Path, profile: str | Profile = "cpu", seed: int = 0,
     with the same record, nothing is written.
     """
     profile = get_profile(profile)
-    n_train = profile.n_train if n_train is None else n_train
-    n_test = profile.n_test if n_test is None else n_test
-    if n_train < 0 or n_test < 0:
-        raise ValueError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}")
+    metadata = toyviton_record(profile, seed, n_train, n_test)
+    n_train, n_test = metadata["n_train"], metadata["n_test"]
     unpaired = unpaired_garments(n_test, seed) if n_test else []
     root = Path(root)
-    metadata = {
-        "generator": "gardiffmini.data.toyviton", "version": TOYVITON_VERSION,
-        "profile": profile.name, "height": profile.height, "width": profile.width,
-        "seed": seed, "n_train": n_train, "n_test": n_test,
-    }
     if _is_complete(root, metadata):
         return root
     _clear(root)

@@ -29,7 +29,6 @@ only when the recipe and architecture that made them match the current code
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 
 from gardiffmini.profiles import Profile, get_profile, norm_groups
 from gardiffmini.runs import architecture, config_hash
+from gardiffmini.shipped import WEIGHTS_DIR, load_shipped
 
 DEFAULT_VAE_ID = "stabilityai/stable-diffusion-2-inpainting"
 # Stable Diffusion's VAE weighs its KL term by 1e-6 against a per-pixel L1 term.
@@ -60,7 +60,6 @@ VAE_RECIPE = {
     "learning_rate": 2e-3, "warmup_steps": 100, "schedule": "cosine", "mse_weight": 1.0,
     "kl_weight": VAE_KL_WEIGHT, "crop": "half", "initial_log_variance": INITIAL_LOG_VARIANCE,
 }
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 COLOUR_TOLERANCE = 0.03  # mean absolute RGB error (0-1 units) a round trip may cost a colour
 
 
@@ -274,18 +273,14 @@ def load_shipped_vae(profile: str | Profile, seed: int = 0) -> ShortcutAutoencod
     The weights' JSON records the :func:`recipe_hash` that made them; a VAE built and trained
     differently would be another model, so then ``None`` is returned and the caller trains.
     """
-    from safetensors.torch import load_file
-
     profile = get_profile(profile)
-    path = shipped_weights_path(profile)
-    record_path = path.with_suffix(".json")
-    if not (path.is_file() and record_path.is_file()):
-        return None
-    record = json.loads(record_path.read_text())
     vae = make_vae(profile)
-    if record.get("recipe_hash") != recipe_hash(profile, seed, vae):
+    shipped = load_shipped(shipped_weights_path(profile), "recipe_hash",
+                           recipe_hash(profile, seed, vae))
+    if shipped is None:
         return None
-    vae.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    weights, record = shipped
+    vae.load_state_dict(weights)
     vae.register_to_config(scaling_factor=record["scaling_factor"])
     return vae.eval().requires_grad_(False)
 
