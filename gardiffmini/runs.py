@@ -44,8 +44,15 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
 
 
+def temporary_sibling(path: Path) -> Path:
+    """Where this process writes ``path`` before renaming it into place: a name of its own, so
+    that processes writing the same file at once (the ranks of a multi-process run opening
+    it) never rename one another's temporary file away."""
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_sibling(path)
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -54,7 +61,7 @@ def atomic_save_tensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None
 ) -> None:
     """Write ``tensors`` as safetensors to ``path`` atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_sibling(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     save_file(tensors, str(tmp), metadata={"json": json.dumps(metadata or {})})
     os.replace(tmp, path)

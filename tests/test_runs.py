@@ -15,10 +15,12 @@ from gardiffmini.runs import (
     NonFiniteLossError,
     Run,
     Speed,
+    _atomic_write_text,
     architecture,
     device_cache,
     fit,
     step_generator,
+    temporary_sibling,
     warmup_schedule,
 )
 
@@ -247,3 +249,19 @@ def test_device_cache_on_the_cpu_copies_nothing():
     cache = {"x0": torch.randn(4, 4, 2, 2), "person": torch.zeros(4, 3, 8, 6, dtype=torch.uint8)}
     moved = device_cache(cache, "cpu")
     assert all(moved[key] is value for key, value in cache.items())
+
+
+def test_processes_writing_one_file_at_once_keep_their_own_temporary_files(tmp_path,
+                                                                           monkeypatch):
+    """Two ranks open the same run: each writes config.json through a temporary file of its
+    own, so one renaming first does not take the other's away (it did with a shared name)."""
+    path = tmp_path / "config.json"
+    monkeypatch.setattr(os, "getpid", lambda: 101)
+    first = temporary_sibling(path)
+    first.write_text('{"rank": 0}')  # rank 0 has written, not yet renamed
+    monkeypatch.setattr(os, "getpid", lambda: 102)
+    _atomic_write_text(path, '{"rank": 1}')  # rank 1 writes and renames in between
+    assert temporary_sibling(path) != first and first.is_file()
+    os.replace(first, path)  # rank 0's rename still finds its file
+    assert json.loads(path.read_text()) == {"rank": 0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
