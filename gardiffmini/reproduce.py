@@ -42,7 +42,7 @@ from gardiffmini.models.encoders import load_or_train_encoders
 from gardiffmini.models.vae import round_trip_report
 from gardiffmini.paths import data_root as default_data_root
 from gardiffmini.profiles import Profile, get_profile
-from gardiffmini.runs import Run, config_hash
+from gardiffmini.runs import Run, atomic_save_tensors, atomic_write_text, config_hash
 from gardiffmini.shipped import WEIGHTS_DIR, load_shipped
 from gardiffmini.train import VARIANTS, train_variant, weights_hash
 
@@ -59,6 +59,7 @@ PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-sid
 log = logging.getLogger(__name__)
 SAMPLES_FILE = "samples-unpaired.safetensors"  # reproduce's try-on images (seed 0), per variant
 ATTRIBUTES = {"pattern": PATTERNS, "category": CATEGORIES, "colour": COLOR_NAMES}
+ATTRIBUTE_CLASSES = {name: len(values) for name, values in ATTRIBUTES.items()}  # the net's heads
 HIGHER_IS_BETTER = {  # the direction of every metric reported here and in the paper
     "SSIM": True, "LPIPS": False, "garment_detail_error": False, "hf_energy_ratio": True,
     "SSIM_occluded": True, "garment_detail_error_occluded": False,
@@ -119,7 +120,7 @@ def feature_net_hash(profile: Profile, root: Path | str, seed: int = 0) -> str |
                 if parameter.default is not inspect.Parameter.empty}
     return config_hash({
         "toyviton": json.loads(record.read_text()), "size": profile.image_size, "seed": seed,
-        "classes": {name: len(values) for name, values in ATTRIBUTES.items()},
+        "classes": ATTRIBUTE_CLASSES,
         "steps": FEATURE_NET_STEPS_PER_PROBE_STEP * profile.probe_steps,
         "training": training | {"batch_size": FEATURE_NET_BATCH},
     })
@@ -138,7 +139,7 @@ def load_shipped_feature_net(profile: Profile, root: Path | str, seed: int = 0
                            feature_net_hash(profile, root, seed))
     if shipped is None:
         return None
-    net = ToyVitonFeatureNet({name: len(values) for name, values in ATTRIBUTES.items()})
+    net = ToyVitonFeatureNet(ATTRIBUTE_CLASSES)
     net.load_state_dict(shipped[0])
     return net.eval()
 
@@ -155,7 +156,7 @@ def feature_net(profile: Profile, root: Path, seed: int = 0,
     shipped = load_shipped_feature_net(profile, root, seed) if use_shipped else None
     if shipped is not None:
         return shipped
-    classes = {name: len(values) for name, values in ATTRIBUTES.items()}
+    classes = ATTRIBUTE_CLASSES
     steps = FEATURE_NET_STEPS_PER_PROBE_STEP * profile.probe_steps
     run = Run.open("featurenet", profile.name, seed,
                    {"steps": steps, "batch_size": FEATURE_NET_BATCH, "classes": classes,
@@ -331,12 +332,8 @@ def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
     if numbers.is_file() and images.is_file():
         return {"metrics": json.loads(numbers.read_text()), "images": load_file(str(images))}
     result = evaluate_pipeline(pipeline, profile, root, seed=seed, net=net, sets=sets)
-    tmp = images.with_name(images.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in result["images"].items()}, str(tmp))
-    tmp.replace(images)
-    tmp = numbers.with_name(numbers.name + ".tmp")
-    tmp.write_text(json.dumps(result["metrics"], indent=2))
-    tmp.replace(numbers)
+    atomic_save_tensors(images, result["images"])
+    atomic_write_text(numbers, json.dumps(result["metrics"], indent=2))
     return result
 
 

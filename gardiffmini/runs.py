@@ -51,7 +51,8 @@ def temporary_sibling(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file of this process, then rename)."""
     tmp = temporary_sibling(path)
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -136,7 +137,7 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         config_file = folder / "config.json"
         if not config_file.exists():
-            _atomic_write_text(config_file, json.dumps(full, indent=2, default=str))
+            atomic_write_text(config_file, json.dumps(full, indent=2, default=str))
         return cls(folder=folder, config=full, seed=seed)
 
     @property
@@ -186,7 +187,7 @@ class Run:
             atomic_save_tensors(self.folder / "trainer.safetensors", tensors, meta)
         if history is not None:
             self.write_metrics(history=history)
-        _atomic_write_text(
+        atomic_write_text(
             self.folder / "state.json", json.dumps({"step": step, "status": "running"})
         )
 
@@ -231,11 +232,11 @@ class Run:
             metrics["history"] = history
         if summary is not None:
             metrics["summary"] = {**metrics["summary"], **summary}
-        _atomic_write_text(self.folder / "metrics.json", json.dumps(metrics, indent=2))
+        atomic_write_text(self.folder / "metrics.json", json.dumps(metrics, indent=2))
 
     def finish(self, step: int) -> None:
         """Mark the run finished at ``step``."""
-        _atomic_write_text(
+        atomic_write_text(
             self.folder / "state.json", json.dumps({"step": step, "status": "finished"})
         )
 

@@ -15,8 +15,8 @@ from gardiffmini.runs import (
     NonFiniteLossError,
     Run,
     Speed,
-    _atomic_write_text,
     architecture,
+    atomic_write_text,
     device_cache,
     fit,
     step_generator,
@@ -260,7 +260,7 @@ def test_processes_writing_one_file_at_once_keep_their_own_temporary_files(tmp_p
     first = temporary_sibling(path)
     first.write_text('{"rank": 0}')  # rank 0 has written, not yet renamed
     monkeypatch.setattr(os, "getpid", lambda: 102)
-    _atomic_write_text(path, '{"rank": 1}')  # rank 1 writes and renames in between
+    atomic_write_text(path, '{"rank": 1}')  # rank 1 writes and renames in between
     assert temporary_sibling(path) != first and first.is_file()
     os.replace(first, path)  # rank 0's rename still finds its file
     assert json.loads(path.read_text()) == {"rank": 0}
