@@ -105,7 +105,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu", height=128, width=96, n_train=2000, n_test=128,
-        vae_channels=(32, 64, 64), latent_channels=4,
+        vae_channels=(32, 64, 64), latent_channels=8,
         clip_width=64, clip_layers=3, clip_heads=4, clip_patch=8, clip_embed_dim=64,
         unet_channels=(32, 64), unet_layers_per_block=1, unet_head_dim=16,
         cross_attention_dim=64, clip_tokens=4,
