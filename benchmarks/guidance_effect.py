@@ -14,8 +14,8 @@ import json
 
 from gardiffmini import metrics
 from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.evaluate import evaluation_sets, try_on
 from gardiffmini.profiles import get_profile
-from gardiffmini.reproduce import evaluation_sets, try_on
 from gardiffmini.train import train_variant
 
 

@@ -27,12 +27,13 @@ from diffusers.training_utils import EMAModel
 from gardiffmini import metrics, objective, train
 from gardiffmini.baselines import warp_and_paste
 from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.evaluate import evaluation_sets, try_on
 from gardiffmini.features import default_features
 from gardiffmini.inpainting_base import inpainting_base
 from gardiffmini.models.encoders import load_or_train_encoders
 from gardiffmini.pipeline import GarDiffPipeline
 from gardiffmini.profiles import get_profile
-from gardiffmini.reproduce import evaluation_sets, provenance, try_on
+from gardiffmini.reproduce import provenance
 from gardiffmini.runs import step_generator, warmup_schedule
 from gardiffmini.train import weights_hash
 

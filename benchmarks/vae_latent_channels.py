@@ -21,10 +21,11 @@ from pathlib import Path
 
 from gardiffmini import baselines, metrics
 from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.evaluate import evaluation_sets
 from gardiffmini.models.encoders import train_vae
 from gardiffmini.models.vae import load_shipped_vae, round_trip_report, shipped_weights_path
 from gardiffmini.profiles import get_profile
-from gardiffmini.reproduce import evaluation_sets, provenance
+from gardiffmini.reproduce import provenance
 
 
 def measure(vae, profile, paired: dict, train_seconds: float | None) -> dict:

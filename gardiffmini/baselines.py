@@ -10,7 +10,7 @@ A try-on model that does not beat warp+paste has not learnt to try on. Where an 
 front of the torso, ``m_w`` covers the arm, so pasting the garment there must fail:
 :func:`occlusion_fraction` finds those pairs (the *occluded subset*).
 
-Batches are dicts of tensors as :func:`gardiffmini.reproduce.evaluation_sets` makes them
+Batches are dicts of tensors as :func:`gardiffmini.evaluate.evaluation_sets` makes them
 (images in [-1, 1], masks in {0, 1}); every function returns images in [0, 1].
 """
 

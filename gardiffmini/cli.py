@@ -156,7 +156,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from gardiffmini.reproduce import sample_variant
+    from gardiffmini.evaluate import sample_variant
 
     paths = sample_variant(args.variant, args.profile, seed=args.seed, out=args.out,
                            pairing=args.pairing, n=args.n, data_root=args.root,
@@ -165,7 +165,7 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from gardiffmini.reproduce import evaluate_variant
+    from gardiffmini.evaluate import evaluate_variant
 
     result = evaluate_variant(args.variant, get_profile(args.profile), seed=args.seed,
                               data_root=args.root, pairs_file=args.pairs_file)

@@ -1,23 +1,22 @@
-"""Evaluation of the try-on variants and the reproduction of GarDiff's ablation (chapter 7).
+"""The reproduction of GarDiff's ablation (chapter 7): every variant, several seeds, one table.
 
-Each variant is trained (or its finished run reused) per seed, then asked to dress the
-first ``profile.n_eval`` test persons, paired (their own garment: compared pixel by pixel
-with the photo) and unpaired (another garment: compared as a distribution with the test
-photos). Outputs are pasted back outside the agnostic mask, as the try-on region is all the
-model is asked to paint. Every number is stored with the toolchain that measured it.
+Each variant is trained (or its finished run reused) per seed and evaluated by
+:mod:`gardiffmini.evaluate` beside the baselines that need no training; the seeds are
+summarised as mean ± std, the table, the qualitative figure and a JSON of every number are
+written with their provenance (device, commit, profile, seeds, wall time, each metric's
+toolchain).
 
 The data is ToyVITON, a folder in the real VITON-HD release's layout, or one DressCode
 category folder (:func:`gardiffmini.data.datasets.open_dataset`). Only ToyVITON has garment
 attributes (``cloth-attributes.json``): elsewhere the metrics that need them (the attribute
 accuracy, and FID_toy / KID_toy, whose network learns those attributes) are left out of
-every result and table, with a one-line notice (:func:`attribute_network`).
+every result and table, with a one-line notice
+(:func:`gardiffmini.attributes.attribute_network`).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-import logging
 import platform
 import subprocess
 import time
@@ -26,25 +25,29 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from gardiffmini import baselines, metrics
-from gardiffmini.data import layout
-from gardiffmini.data.datasets import open_dataset
-from gardiffmini.data.fingerprint import data_fingerprint
-from gardiffmini.data.garments import CATEGORIES, COLOR_NAMES, PATTERNS
-from gardiffmini.data.toyviton import METADATA_FILE as TOYVITON_RECORD
+from gardiffmini import metrics
+from gardiffmini.attributes import (
+    ATTRIBUTE_METRICS,
+    attribute_network,
+    missing_attributes,
+)
 from gardiffmini.data.toyviton import ensure_toyviton
-from gardiffmini.data.vitonhd import VitonHD
-from gardiffmini.features import ToyVitonFeatureNet, train_feature_net
+from gardiffmini.evaluate import (
+    BASELINES,
+    baseline_images,
+    cached_evaluation,
+    evaluation_sets,
+    reference_points,
+    score,
+)
 from gardiffmini.losses import sobel_edges
 from gardiffmini.models.encoders import load_or_train_encoders
 from gardiffmini.models.vae import round_trip_report
 from gardiffmini.paths import data_root as default_data_root
 from gardiffmini.profiles import Profile, get_profile
-from gardiffmini.runs import Run, atomic_save_tensors, atomic_write_text, config_hash
-from gardiffmini.shipped import WEIGHTS_DIR, load_shipped
-from gardiffmini.train import VARIANTS, train_variant, weights_hash
+from gardiffmini.train import VARIANTS, train_variant
 
 PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-side table
     "base": {"SSIM": 0.809, "LPIPS": 0.117, "FID_p": 10.03, "KID_p": 0.190, "FID_u": 10.96,
@@ -56,10 +59,7 @@ PAPER_ABLATION = {  # GarDiff, Table 3 (VITON-HD; KID x100), for the side-by-sid
     "base+gfa+al": {"SSIM": 0.912, "LPIPS": 0.036, "FID_p": 6.02, "KID_p": 0.019, "FID_u": 7.89,
                     "KID_u": 0.027},
 }
-log = logging.getLogger(__name__)
 SAMPLES_FILE = "samples-unpaired.safetensors"  # reproduce's try-on images (seed 0), per variant
-ATTRIBUTES = {"pattern": PATTERNS, "category": CATEGORIES, "colour": COLOR_NAMES}
-ATTRIBUTE_CLASSES = {name: len(values) for name, values in ATTRIBUTES.items()}  # the net's heads
 HIGHER_IS_BETTER = {  # the direction of every metric reported here and in the paper
     "SSIM": True, "LPIPS": False, "garment_detail_error": False, "hf_energy_ratio": True,
     "SSIM_occluded": True, "garment_detail_error_occluded": False,
@@ -68,311 +68,6 @@ HIGHER_IS_BETTER = {  # the direction of every metric reported here and in the p
     "KID_toy_p": False, "FID_toy_u": False, "KID_toy_u": False,
     "FID_p": False, "KID_p": False, "FID_u": False, "KID_u": False,  # the paper's columns
 }
-FEATURE_NET_STEPS_PER_PROBE_STEP = 10
-FEATURE_NET_BATCH = 32
-ATTRIBUTE_METRICS = ("attribute_accuracy_p", "attribute_accuracy_u", "FID_toy_p", "KID_toy_p",
-                     "FID_toy_u", "KID_toy_u")  # need ToyVITON's garment attributes
-
-
-def _attribute_value(row: dict, attribute: str) -> str:
-    """The class name of one attribute of a ``cloth-attributes.json`` row (colour: the first)."""
-    return row["colors"][0] if attribute == "colour" else row[attribute]
-
-
-def attribute_labels(root: Path | str, split: str, cloth_names: list[str]) -> dict:
-    """Class indices ``(N,)`` of the pattern, category and first colour of each named garment.
-
-    Read from ToyVITON's ``<split>/cloth-attributes.json``; the classes are :data:`ATTRIBUTES`.
-    """
-    path = Path(root) / split / layout.ATTRIBUTES_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; expected ToyVITON's garment attributes "
-                                "(real VITON-HD has none: the attribute metrics need ToyVITON)")
-    table = json.loads(path.read_text())
-    keys = [layout.CLOTH_FILES["cloth"].format(stem=layout.stem(name)) for name in cloth_names]
-    missing = [key for key in keys if key not in table]
-    if missing:
-        raise KeyError(f"{path} has no attributes for the garments {missing[:5]}")
-    return {
-        attribute: torch.tensor([classes.index(_attribute_value(table[key], attribute))
-                                 for key in keys], dtype=torch.long)
-        for attribute, classes in ATTRIBUTES.items()
-    }
-
-
-def _stack(dataset: torch.utils.data.Dataset, n: int, keys: tuple[str, ...]) -> dict:
-    """The first ``n`` items of ``dataset``: tensors stacked, names as lists."""
-    items = [dataset[i] for i in range(min(n, len(dataset)))]
-    stacked = {key: torch.stack([item[key] for item in items]) for key in keys}
-    return stacked | {"cloth_name": [item["cloth_name"] for item in items]}
-
-
-def feature_net_hash(profile: Profile, root: Path | str, seed: int = 0) -> str | None:
-    """What determines :func:`feature_net`'s weights on the data at ``root``: ToyVITON's record
-    there (``toyviton.json``: the data's bytes follow from it), the image size, the classes,
-    the steps, and the batch size, learning rate and widths that :func:`train_feature_net`
-    trains with; ``None`` where ``root`` holds no ToyVITON record."""
-    record = Path(root) / TOYVITON_RECORD
-    if not record.is_file():
-        return None
-    training = {name: parameter.default
-                for name, parameter in inspect.signature(train_feature_net).parameters.items()
-                if parameter.default is not inspect.Parameter.empty}
-    return config_hash({
-        "toyviton": json.loads(record.read_text()), "size": profile.image_size, "seed": seed,
-        "classes": ATTRIBUTE_CLASSES,
-        "steps": FEATURE_NET_STEPS_PER_PROBE_STEP * profile.probe_steps,
-        "training": training | {"batch_size": FEATURE_NET_BATCH},
-    })
-
-
-def shipped_feature_net_path(profile: Profile) -> Path:
-    """Where the package keeps the attribute network of ``profile`` (may not exist)."""
-    return WEIGHTS_DIR / f"featurenet-{profile.name}.safetensors"
-
-
-def load_shipped_feature_net(profile: Profile, root: Path | str, seed: int = 0
-                             ) -> ToyVitonFeatureNet | None:
-    """The package's attribute network of ``profile`` where it was trained on the data at
-    ``root`` as today's code trains it (:func:`feature_net_hash`), else ``None``."""
-    shipped = load_shipped(shipped_feature_net_path(profile), "feature_net_hash",
-                           feature_net_hash(profile, root, seed))
-    if shipped is None:
-        return None
-    net = ToyVitonFeatureNet(ATTRIBUTE_CLASSES)
-    net.load_state_dict(shipped[0])
-    return net.eval()
-
-
-def feature_net(profile: Profile, root: Path, seed: int = 0,
-                use_shipped: bool = True) -> ToyVitonFeatureNet:
-    """The network behind FID_toy / KID_toy, trained once on the training persons (a run,
-    ``net.run``), or the package's (:func:`load_shipped_feature_net`) where it matches.
-
-    :data:`FEATURE_NET_STEPS_PER_PROBE_STEP` times the profile's probe steps, batches of
-    :data:`FEATURE_NET_BATCH`: at ``cpu``, 300 steps of 8 left it at chance on the test photos
-    (mean attribute accuracy 0.224, chance 0.190) and 1,000 of 32 reached 0.56.
-    """
-    shipped = load_shipped_feature_net(profile, root, seed) if use_shipped else None
-    if shipped is not None:
-        return shipped
-    classes = ATTRIBUTE_CLASSES
-    steps = FEATURE_NET_STEPS_PER_PROBE_STEP * profile.probe_steps
-    run = Run.open("featurenet", profile.name, seed,
-                   {"steps": steps, "batch_size": FEATURE_NET_BATCH, "classes": classes,
-                    "root": str(Path(root).resolve())})
-    if run.finished:
-        net = ToyVitonFeatureNet(classes)
-        run.load({"net": net})
-    else:
-        started = time.perf_counter()
-        persons = VitonHD(root, split="train", size=profile.image_size)
-        images = _stack(persons, len(persons), ("person",))["person"].add(1).div(2)
-        labels = attribute_labels(root, "train", [pair.cloth for pair in persons.pairs])
-        net = train_feature_net(images, labels, steps=steps, batch_size=FEATURE_NET_BATCH,
-                                seed=seed, attribute_classes=classes)
-        run.save(steps, {"net": net})
-        run.write_metrics(summary={"train_seconds": round(time.perf_counter() - started, 1)})
-        run.finish(steps)
-    net.run = run
-    return net.eval()
-
-
-def missing_attributes(root: Path | str) -> str | None:
-    """Why the attribute metrics cannot be measured on the data at ``root`` (the attribute
-    files it lacks), or ``None`` where it has ToyVITON's attributes for both splits."""
-    missing = [str(Path(root) / split / layout.ATTRIBUTES_FILE) for split in layout.SPLITS
-               if not (Path(root) / split / layout.ATTRIBUTES_FILE).is_file()]
-    return f"no {' nor '.join(missing)} (ToyVITON's garment attributes)" if missing else None
-
-
-def attribute_network(profile: Profile, root: Path | str) -> ToyVitonFeatureNet | None:
-    """:func:`feature_net` where the data has ToyVITON's attributes; else ``None``, after a
-    one-line notice that the metrics of :data:`ATTRIBUTE_METRICS` are skipped."""
-    reason = missing_attributes(root)
-    if reason is None:
-        return feature_net(profile, Path(root))
-    log.warning("%s: attribute accuracy and FID_toy/KID_toy skipped", reason)
-    return None
-
-
-@torch.no_grad()
-def try_on(pipeline, batch: dict[str, torch.Tensor], profile: Profile, seed: int,
-           batch_size: int = 16) -> torch.Tensor:
-    """Images in [0, 1] for every row of ``batch``, pasted back outside the agnostic mask."""
-    out = []
-    for start in range(0, len(batch["agnostic"]), batch_size):
-        part = {k: batch[k][start:start + batch_size] for k in EVAL_KEYS}
-        generator = torch.Generator().manual_seed(seed * 100_003 + start)
-        out.append(pipeline(
-            agnostic=part["agnostic"], warped_cloth=part["warped_cloth"],
-            warped_mask=part["warped_mask"], cloth=part["cloth"],
-            agnostic_mask=part["agnostic_mask"], num_inference_steps=profile.sample_steps,
-            guidance_scale=profile.guidance_scale, generator=generator,
-        ).images.cpu())
-    return torch.cat(out).clamp(0, 1)
-
-
-EVAL_KEYS = ("person", "agnostic", "agnostic_mask", "warped_cloth", "warped_mask", "cloth",
-             "cloth_mask", "parse")
-BASELINES = {"agnostic": "agnostic image", "warp+paste": "warp + paste",
-             "vae round trip": "VAE round trip (ceiling)"}
-
-
-def evaluation_sets(root: Path, profile: Profile, pairs_file: Path | str | None = None
-                    ) -> dict[str, dict[str, torch.Tensor]]:
-    """The first ``profile.n_eval`` test pairs, paired and unpaired, as tensors: the pairs of
-    ``pairs_file`` (a path, or a name under ``root``) where given, else the layout's."""
-    return {
-        pairing: _stack(open_dataset(root, split="test", pairing=pairing,
-                                     size=profile.image_size, pairs_file=pairs_file),
-                        profile.n_eval, EVAL_KEYS)
-        for pairing in ("paired", "unpaired")
-    }
-
-
-def score(images: dict[str, torch.Tensor], sets: dict, net: ToyVitonFeatureNet | None,
-          root: Path, seed: int = 0) -> dict[str, float]:
-    """Every metric of try-on ``images`` (``{"paired", "unpaired"}``, in [0, 1]) on ``sets``.
-
-    Paired: SSIM, garment-detail error and high-frequency energy against the photos, on all
-    pairs and on the occluded subset (:func:`gardiffmini.baselines.occluded`), the attribute
-    accuracy and LPIPS where available. Unpaired: the attribute network's accuracy at
-    recognising the *requested* garment and :func:`~gardiffmini.metrics.colour_match_rate`.
-    Both: FID_toy/KID_toy against the test photos. Without ``net`` (data without ToyVITON's
-    attributes) the metrics of :data:`ATTRIBUTE_METRICS` are left out.
-    """
-    paired, unpaired = sets["paired"], sets["unpaired"]
-    real = paired["person"].add(1).div(2)
-    mask = paired["warped_mask"]
-    hidden = baselines.occluded(paired)
-    ssim = metrics.ssim(images["paired"], real)
-    detail = metrics.garment_detail_error(images["paired"], real, mask)
-    own_garment = torch.isin(unpaired["parse"], torch.tensor(baselines.GARMENT_LABELS))[:, None]
-    result = {
-        "SSIM": ssim.mean().item(),
-        "garment_detail_error": detail.mean().item(),
-        "SSIM_occluded": ssim[hidden].mean().item() if hidden.any() else float("nan"),
-        "garment_detail_error_occluded": (detail[hidden].mean().item() if hidden.any()
-                                          else float("nan")),
-        "hf_energy_ratio": metrics.high_frequency_energy_ratio(
-            images["paired"], real, mask).mean().item(),
-        "unpaired_colour_match": metrics.colour_match_rate(
-            images["unpaired"], unpaired["warped_mask"], unpaired["cloth"].add(1).div(2),
-            unpaired["cloth_mask"], unpaired["person"].add(1).div(2), own_garment),
-    }
-    if metrics.lpips_status() is None:
-        result["LPIPS"] = metrics.lpips(images["paired"], real).mean().item()
-    if net is None:
-        return result
-    for pairing, batch in sets.items():
-        result[f"attribute_accuracy_{pairing[0]}"] = metrics.attribute_accuracy(
-            net, images[pairing], attribute_labels(root, "test", batch["cloth_name"]))["mean"]
-    for name, generated in images.items():
-        toy = metrics.toy_distribution_metrics(net, generated, real, seed=seed)
-        suffix = "p" if name == "paired" else "u"
-        result[f"FID_toy_{suffix}"], result[f"KID_toy_{suffix}"] = toy["FID_toy"], toy["KID_toy"]
-    return result
-
-
-def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
-                      net: ToyVitonFeatureNet | None | str = "auto",
-                      sets: dict | None = None) -> dict:
-    """All metrics (:func:`score`) of one trained pipeline on the test split (``sets``,
-    default :func:`evaluation_sets`). ``net``: the attribute network, ``None`` to leave its
-    metrics out, or ``"auto"``: :func:`attribute_network` (which says once why it is none)."""
-    sets = evaluation_sets(root, profile) if sets is None else sets
-    net = attribute_network(profile, root) if isinstance(net, str) else net
-    generated = {name: try_on(pipeline, s, profile, seed) for name, s in sets.items()}
-    return {"metrics": score(generated, sets, net, root, seed), "images": generated}
-
-
-def baseline_images(vae, sets: dict) -> dict[str, dict[str, torch.Tensor]]:
-    """The images of every baseline of :data:`BASELINES`, paired and unpaired, in [0, 1]."""
-    makers = {"agnostic": baselines.agnostic, "warp+paste": baselines.warp_and_paste,
-              "vae round trip": lambda batch: baselines.vae_round_trip(vae, batch)}
-    return {name: {pairing: make(batch).clamp(0, 1) for pairing, batch in sets.items()}
-            for name, make in makers.items()}
-
-
-def reference_points(net: ToyVitonFeatureNet | None, sets: dict, root: Path) -> dict:
-    """The size of the test set and of its occluded subset and, with ``net``, what the
-    attribute scores mean: the network's accuracy on the real test photos (its ceiling) and
-    the chance level (mean of 1 / classes)."""
-    paired = sets["paired"]
-    points = {"n_pairs": len(paired["person"]),
-              "n_occluded": int(baselines.occluded(paired).sum())}
-    if net is None:
-        return points
-    labels = attribute_labels(root, "test", paired["cloth_name"])
-    ceiling = metrics.attribute_accuracy(net, paired["person"].add(1).div(2), labels)["mean"]
-    chance = float(np.mean([1 / len(classes) for classes in ATTRIBUTES.values()]))
-    return {"attribute_ceiling": ceiling, "attribute_chance": chance, **points}
-
-
-def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
-                      net: ToyVitonFeatureNet | None, sets: dict,
-                      pairs_file: Path | str | None = None) -> dict:
-    """:func:`evaluate_pipeline`, stored in the pipeline's run folder and reused when asked again.
-
-    The key is everything the numbers depend on besides the run: the evaluation settings of
-    ``profile``, the data root, the test pairs' ``pairs_file`` where one is given (the
-    fingerprint of its pairs), the feature network's weights (or none) and the metrics'
-    toolchain.
-    """
-    key = config_hash({
-        "n_eval": profile.n_eval, "sample_steps": profile.sample_steps,
-        "guidance_scale": profile.guidance_scale, "seed": seed,
-        "root": str(Path(root).resolve()),
-        "feature_net": weights_hash(net) if net is not None else None,
-        "toolchain": metrics.TOOLCHAIN,
-    } | ({"test_pairs": data_fingerprint(root, "test", pairs_file)} if pairs_file else {}))
-    numbers = pipeline.run.folder / f"evaluation-{key}.json"
-    images = numbers.with_suffix(".safetensors")
-    if numbers.is_file() and images.is_file():
-        return {"metrics": json.loads(numbers.read_text()), "images": load_file(str(images))}
-    result = evaluate_pipeline(pipeline, profile, root, seed=seed, net=net, sets=sets)
-    atomic_save_tensors(images, result["images"])
-    atomic_write_text(numbers, json.dumps(result["metrics"], indent=2))
-    return result
-
-
-def evaluate_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
-                     data_root: Path | str | None = None,
-                     pairs_file: Path | str | None = None) -> dict:
-    """Train (or reuse) one variant at one seed on the training pairs and return its metrics
-    on the test pairs (of ``pairs_file`` where given: :func:`evaluation_sets`)."""
-    profile = get_profile(profile)
-    root = Path(data_root) if data_root else ensure_toyviton(profile)
-    sets = evaluation_sets(root, profile, pairs_file)
-    pipeline = train_variant(variant, profile, seed=seed, data_root=root)
-    return evaluate_pipeline(pipeline, profile, root, seed=seed, sets=sets)["metrics"]
-
-
-def sample_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
-                   out: Path | str = "samples", pairing: str = "unpaired", n: int = 8,
-                   data_root: Path | str | None = None,
-                   pairs_file: Path | str | None = None) -> list[Path]:
-    """Dress the first ``n`` test persons (of ``pairs_file`` where given) with a trained
-    variant; write PNGs, return paths."""
-    from PIL import Image
-
-    profile = get_profile(profile)
-    root = Path(data_root) if data_root else ensure_toyviton(profile)
-    test = open_dataset(root, split="test", pairing=pairing, size=profile.image_size,
-                        pairs_file=pairs_file)
-    pipeline = train_variant(variant, profile, seed=seed, data_root=root)
-    batch = _stack(test, n, EVAL_KEYS)
-    images = try_on(pipeline, batch, profile, seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for image, name in zip(images, batch["cloth_name"], strict=True):
-        path = out / f"{variant}-{pairing}-{len(paths):03d}-{Path(name).stem}.png"
-        pixels = image.permute(1, 2, 0).mul(255).round().byte().numpy()
-        Image.fromarray(pixels).save(path)
-        paths.append(path)
-    return paths
 
 
 def git_commit() -> str:

@@ -16,8 +16,8 @@ from gardiffmini.data.datasets import check_data, open_dataset
 from gardiffmini.data.dresscode import ATR, CATEGORIES, DressCode, garment_mask
 from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.vitonhd import VitonHDLayoutError
+from gardiffmini.evaluate import evaluation_sets
 from gardiffmini.profiles import get_profile
-from gardiffmini.reproduce import evaluation_sets
 
 WIDTH, HEIGHT = 96, 128
 NAMES = ("013563", "013564")

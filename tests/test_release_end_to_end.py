@@ -18,9 +18,9 @@ from pathlib import Path
 
 from conftest import RELEASE_NAMES
 
+from gardiffmini.attributes import ATTRIBUTE_METRICS
 from gardiffmini.cli import main
 from gardiffmini.data import layout
-from gardiffmini.reproduce import ATTRIBUTE_METRICS
 
 NAMES = [f"{name}.jpg" for name in RELEASE_NAMES]
 # the metrics that need no garment attributes; SSIM_occluded and its detail error are NaN

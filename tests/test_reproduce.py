@@ -1,4 +1,4 @@
-"""The reproduction of GarDiff's ablation: labels, summaries, tables, the figure, end to end."""
+"""The reproduction of GarDiff's ablation: summaries, tables, the figure, end to end."""
 
 from __future__ import annotations
 
@@ -12,25 +12,23 @@ import torch
 from diffusers import DDIMScheduler
 from safetensors.torch import load_file
 
+from gardiffmini import attributes as attributes_module
+from gardiffmini import evaluate as evaluate_module
 from gardiffmini import reproduce as reproduce_module
+from gardiffmini.attributes import ATTRIBUTE_METRICS, ATTRIBUTES
 from gardiffmini.data import layout
-from gardiffmini.data.garments import CATEGORIES, COLOR_NAMES, PATTERNS
+from gardiffmini.evaluate import evaluate_pipeline, evaluation_sets
 from gardiffmini.features import ToyVitonFeatureNet
 from gardiffmini.models.encoders import build_tokenizer, clip_image_encoder, make_clip
 from gardiffmini.models.vae import make_vae
 from gardiffmini.pipeline import GarDiffPipeline
 from gardiffmini.profiles import get_profile
 from gardiffmini.reproduce import (
-    ATTRIBUTE_METRICS,
-    ATTRIBUTES,
     HIGHER_IS_BETTER,
     PAPER_ABLATION,
     SAMPLES_FILE,
     TABLE_COLUMNS,
     ablation_table,
-    attribute_labels,
-    evaluate_pipeline,
-    evaluation_sets,
     fine_detail_box,
     paper_table,
     provenance,
@@ -42,25 +40,6 @@ from gardiffmini.runs import Run
 from gardiffmini.train import VARIANTS, build_model, noise_scheduler
 
 matplotlib.use("Agg")
-
-
-def test_attribute_labels_match_the_attributes_file(toyviton_root: Path) -> None:
-    table = json.loads((toyviton_root / "test" / layout.ATTRIBUTES_FILE).read_text())
-    names = sorted(table)[:3]
-    labels = attribute_labels(toyviton_root, "test", names)
-    assert set(labels) == {"pattern", "category", "colour"}
-    for i, name in enumerate(names):
-        assert PATTERNS[labels["pattern"][i]] == table[name]["pattern"]
-        assert CATEGORIES[labels["category"][i]] == table[name]["category"]
-        assert COLOR_NAMES[labels["colour"][i]] == table[name]["colors"][0]
-    assert all(v.dtype == torch.long and v.shape == (3,) for v in labels.values())
-
-
-def test_attribute_labels_errors_name_the_file(toyviton_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="cloth-attributes.json"):
-        attribute_labels(tmp_path, "test", ["00000_00.jpg"])
-    with pytest.raises(KeyError, match="99999_00.jpg"):
-        attribute_labels(toyviton_root, "test", ["99999_00.jpg"])
 
 
 def test_summarize_mean_and_spread() -> None:
@@ -171,13 +150,13 @@ def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
 
     attributes = {name: len(values) for name, values in ATTRIBUTES.items()}
     monkeypatch.setattr(reproduce_module, "train_variant", fake_train_variant)
-    monkeypatch.setattr(reproduce_module, "evaluate_pipeline", counted_evaluate_pipeline)
+    monkeypatch.setattr(evaluate_module, "evaluate_pipeline", counted_evaluate_pipeline)
 
     def fake_feature_net(profile, root):
         torch.manual_seed(0)
         return ToyVitonFeatureNet(attributes, width=8).eval()
 
-    monkeypatch.setattr(reproduce_module, "feature_net", fake_feature_net)
+    monkeypatch.setattr(attributes_module, "feature_net", fake_feature_net)
     monkeypatch.setattr(reproduce_module, "load_or_train_encoders",
                         lambda profile, progress: (make_vae(profile).eval(), None))
     out = reproduce(profile, seeds=2, out=tmp_path / "out", data_root=toyviton_root,
@@ -238,10 +217,10 @@ def test_reproduce_on_a_release_folder_skips_the_attribute_metrics(
         raise AssertionError("the attribute network needs ToyVITON's attributes")
 
     monkeypatch.setattr(reproduce_module, "train_variant", fake_train_variant)
-    monkeypatch.setattr(reproduce_module, "feature_net", no_feature_net)
+    monkeypatch.setattr(attributes_module, "feature_net", no_feature_net)
     monkeypatch.setattr(reproduce_module, "load_or_train_encoders",
                         lambda profile, progress: (make_vae(profile).eval(), None))
-    with caplog.at_level("WARNING", logger="gardiffmini.reproduce"):
+    with caplog.at_level("WARNING", logger="gardiffmini.attributes"):
         out = reproduce(profile, seeds=1, out=tmp_path / "out", data_root=release_root,
                         variants=("base",), progress=False, pairs_file="test_pairs.txt")
     notices = [r.getMessage() for r in caplog.records]

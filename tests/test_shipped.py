@@ -9,14 +9,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gardiffmini.data.toyviton import METADATA_FILE, generate, toyviton_record
-from gardiffmini.profiles import get_profile
-from gardiffmini.reproduce import (
+from gardiffmini.attributes import (
     feature_net,
     feature_net_hash,
     load_shipped_feature_net,
     shipped_feature_net_path,
 )
+from gardiffmini.data.toyviton import METADATA_FILE, generate, toyviton_record
+from gardiffmini.profiles import get_profile
 from gardiffmini.shipped import load_shipped
 
 

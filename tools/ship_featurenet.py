@@ -3,11 +3,11 @@
     python tools/ship_featurenet.py --profile cpu  # commit gardiffmini/weights/featurenet-cpu.*
 
 The attribute network is the evaluation's feature space (FID_toy, KID_toy, attribute accuracy;
-:func:`gardiffmini.reproduce.feature_net`). Shipping it fixes the metric, as Inception's
+:func:`gardiffmini.attributes.feature_net`). Shipping it fixes the metric, as Inception's
 published weights fix FID, and spares every evaluation its training. Writes
 ``gardiffmini/weights/featurenet-<profile>.safetensors`` in float32 (the very weights the
 training made, so every metric is unchanged) and ``.json``: the
-:func:`~gardiffmini.reproduce.feature_net_hash` that ``load_shipped_feature_net`` checks, the
+:func:`~gardiffmini.attributes.feature_net_hash` that ``load_shipped_feature_net`` checks, the
 training time, the network's accuracy on the test photos and provenance. Nothing is
 downloaded; ToyVITON is generated if missing.
 """
@@ -20,17 +20,16 @@ import time
 
 from safetensors.torch import save_file
 
-from gardiffmini.data.toyviton import ensure_toyviton
-from gardiffmini.profiles import get_profile
-from gardiffmini.reproduce import (
-    evaluation_sets,
+from gardiffmini.attributes import (
     feature_net,
     feature_net_hash,
     load_shipped_feature_net,
-    provenance,
-    reference_points,
     shipped_feature_net_path,
 )
+from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.evaluate import evaluation_sets, reference_points
+from gardiffmini.profiles import get_profile
+from gardiffmini.reproduce import provenance
 
 
 def main() -> None:

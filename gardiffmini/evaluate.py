@@ -1,0 +1,217 @@
+"""Evaluation of a trained try-on model and of the baselines on one test set.
+
+The first ``profile.n_eval`` test persons are dressed paired (their own garment: compared
+pixel by pixel with the photo) and unpaired (another garment: compared as a distribution
+with the test photos, and by the attribute network, :mod:`gardiffmini.attributes`, against
+the *requested* garment). Outputs are pasted back outside the agnostic mask, as the try-on
+region is all the model is asked to paint. The baselines that need no training (the agnostic
+image, warp-and-paste, the VAE round trip) are scored by the same :func:`score`, and the
+occluded subset is reported beside all pairs. :func:`cached_evaluation` stores a model's
+numbers and images in its run folder, so chapters and :mod:`gardiffmini.reproduce` share them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from gardiffmini import baselines, metrics
+from gardiffmini.attributes import ATTRIBUTES, attribute_labels, attribute_network
+from gardiffmini.data.datasets import open_dataset
+from gardiffmini.data.fingerprint import data_fingerprint
+from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.features import ToyVitonFeatureNet
+from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.runs import atomic_save_tensors, atomic_write_text, config_hash
+from gardiffmini.train import train_variant, weights_hash
+
+
+def _stack(dataset: torch.utils.data.Dataset, n: int, keys: tuple[str, ...]) -> dict:
+    """The first ``n`` items of ``dataset``: tensors stacked, names as lists."""
+    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    stacked = {key: torch.stack([item[key] for item in items]) for key in keys}
+    return stacked | {"cloth_name": [item["cloth_name"] for item in items]}
+
+
+@torch.no_grad()
+def try_on(pipeline, batch: dict[str, torch.Tensor], profile: Profile, seed: int,
+           batch_size: int = 16) -> torch.Tensor:
+    """Images in [0, 1] for every row of ``batch``, pasted back outside the agnostic mask."""
+    out = []
+    for start in range(0, len(batch["agnostic"]), batch_size):
+        part = {k: batch[k][start:start + batch_size] for k in EVAL_KEYS}
+        generator = torch.Generator().manual_seed(seed * 100_003 + start)
+        out.append(pipeline(
+            agnostic=part["agnostic"], warped_cloth=part["warped_cloth"],
+            warped_mask=part["warped_mask"], cloth=part["cloth"],
+            agnostic_mask=part["agnostic_mask"], num_inference_steps=profile.sample_steps,
+            guidance_scale=profile.guidance_scale, generator=generator,
+        ).images.cpu())
+    return torch.cat(out).clamp(0, 1)
+
+
+EVAL_KEYS = ("person", "agnostic", "agnostic_mask", "warped_cloth", "warped_mask", "cloth",
+             "cloth_mask", "parse")
+BASELINES = {"agnostic": "agnostic image", "warp+paste": "warp + paste",
+             "vae round trip": "VAE round trip (ceiling)"}
+
+
+def evaluation_sets(root: Path, profile: Profile, pairs_file: Path | str | None = None
+                    ) -> dict[str, dict[str, torch.Tensor]]:
+    """The first ``profile.n_eval`` test pairs, paired and unpaired, as tensors: the pairs of
+    ``pairs_file`` (a path, or a name under ``root``) where given, else the layout's."""
+    return {
+        pairing: _stack(open_dataset(root, split="test", pairing=pairing,
+                                     size=profile.image_size, pairs_file=pairs_file),
+                        profile.n_eval, EVAL_KEYS)
+        for pairing in ("paired", "unpaired")
+    }
+
+
+def score(images: dict[str, torch.Tensor], sets: dict, net: ToyVitonFeatureNet | None,
+          root: Path, seed: int = 0) -> dict[str, float]:
+    """Every metric of try-on ``images`` (``{"paired", "unpaired"}``, in [0, 1]) on ``sets``.
+
+    Paired: SSIM, garment-detail error and high-frequency energy against the photos, on all
+    pairs and on the occluded subset (:func:`gardiffmini.baselines.occluded`), the attribute
+    accuracy and LPIPS where available. Unpaired: the attribute network's accuracy at
+    recognising the *requested* garment and :func:`~gardiffmini.metrics.colour_match_rate`.
+    Both: FID_toy/KID_toy against the test photos. Without ``net`` (data without ToyVITON's
+    attributes) the metrics of :data:`ATTRIBUTE_METRICS` are left out.
+    """
+    paired, unpaired = sets["paired"], sets["unpaired"]
+    real = paired["person"].add(1).div(2)
+    mask = paired["warped_mask"]
+    hidden = baselines.occluded(paired)
+    ssim = metrics.ssim(images["paired"], real)
+    detail = metrics.garment_detail_error(images["paired"], real, mask)
+    own_garment = torch.isin(unpaired["parse"], torch.tensor(baselines.GARMENT_LABELS))[:, None]
+    result = {
+        "SSIM": ssim.mean().item(),
+        "garment_detail_error": detail.mean().item(),
+        "SSIM_occluded": ssim[hidden].mean().item() if hidden.any() else float("nan"),
+        "garment_detail_error_occluded": (detail[hidden].mean().item() if hidden.any()
+                                          else float("nan")),
+        "hf_energy_ratio": metrics.high_frequency_energy_ratio(
+            images["paired"], real, mask).mean().item(),
+        "unpaired_colour_match": metrics.colour_match_rate(
+            images["unpaired"], unpaired["warped_mask"], unpaired["cloth"].add(1).div(2),
+            unpaired["cloth_mask"], unpaired["person"].add(1).div(2), own_garment),
+    }
+    if metrics.lpips_status() is None:
+        result["LPIPS"] = metrics.lpips(images["paired"], real).mean().item()
+    if net is None:
+        return result
+    for pairing, batch in sets.items():
+        result[f"attribute_accuracy_{pairing[0]}"] = metrics.attribute_accuracy(
+            net, images[pairing], attribute_labels(root, "test", batch["cloth_name"]))["mean"]
+    for name, generated in images.items():
+        toy = metrics.toy_distribution_metrics(net, generated, real, seed=seed)
+        suffix = "p" if name == "paired" else "u"
+        result[f"FID_toy_{suffix}"], result[f"KID_toy_{suffix}"] = toy["FID_toy"], toy["KID_toy"]
+    return result
+
+
+def evaluate_pipeline(pipeline, profile: Profile, root: Path, seed: int = 0,
+                      net: ToyVitonFeatureNet | None | str = "auto",
+                      sets: dict | None = None) -> dict:
+    """All metrics (:func:`score`) of one trained pipeline on the test split (``sets``,
+    default :func:`evaluation_sets`). ``net``: the attribute network, ``None`` to leave its
+    metrics out, or ``"auto"``: :func:`~gardiffmini.attributes.attribute_network` (which
+    says once why it is none)."""
+    sets = evaluation_sets(root, profile) if sets is None else sets
+    net = attribute_network(profile, root) if isinstance(net, str) else net
+    generated = {name: try_on(pipeline, s, profile, seed) for name, s in sets.items()}
+    return {"metrics": score(generated, sets, net, root, seed), "images": generated}
+
+
+def baseline_images(vae, sets: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """The images of every baseline of :data:`BASELINES`, paired and unpaired, in [0, 1]."""
+    makers = {"agnostic": baselines.agnostic, "warp+paste": baselines.warp_and_paste,
+              "vae round trip": lambda batch: baselines.vae_round_trip(vae, batch)}
+    return {name: {pairing: make(batch).clamp(0, 1) for pairing, batch in sets.items()}
+            for name, make in makers.items()}
+
+
+def reference_points(net: ToyVitonFeatureNet | None, sets: dict, root: Path) -> dict:
+    """The size of the test set and of its occluded subset and, with ``net``, what the
+    attribute scores mean: the network's accuracy on the real test photos (its ceiling) and
+    the chance level (mean of 1 / classes)."""
+    paired = sets["paired"]
+    points = {"n_pairs": len(paired["person"]),
+              "n_occluded": int(baselines.occluded(paired).sum())}
+    if net is None:
+        return points
+    labels = attribute_labels(root, "test", paired["cloth_name"])
+    ceiling = metrics.attribute_accuracy(net, paired["person"].add(1).div(2), labels)["mean"]
+    chance = float(np.mean([1 / len(classes) for classes in ATTRIBUTES.values()]))
+    return {"attribute_ceiling": ceiling, "attribute_chance": chance, **points}
+
+
+def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
+                      net: ToyVitonFeatureNet | None, sets: dict,
+                      pairs_file: Path | str | None = None) -> dict:
+    """:func:`evaluate_pipeline`, stored in the pipeline's run folder and reused when asked again.
+
+    The key is everything the numbers depend on besides the run: the evaluation settings of
+    ``profile``, the data root, the test pairs' ``pairs_file`` where one is given (the
+    fingerprint of its pairs), the feature network's weights (or none) and the metrics'
+    toolchain.
+    """
+    key = config_hash({
+        "n_eval": profile.n_eval, "sample_steps": profile.sample_steps,
+        "guidance_scale": profile.guidance_scale, "seed": seed,
+        "root": str(Path(root).resolve()),
+        "feature_net": weights_hash(net) if net is not None else None,
+        "toolchain": metrics.TOOLCHAIN,
+    } | ({"test_pairs": data_fingerprint(root, "test", pairs_file)} if pairs_file else {}))
+    numbers = pipeline.run.folder / f"evaluation-{key}.json"
+    images = numbers.with_suffix(".safetensors")
+    if numbers.is_file() and images.is_file():
+        return {"metrics": json.loads(numbers.read_text()), "images": load_file(str(images))}
+    result = evaluate_pipeline(pipeline, profile, root, seed=seed, net=net, sets=sets)
+    atomic_save_tensors(images, result["images"])
+    atomic_write_text(numbers, json.dumps(result["metrics"], indent=2))
+    return result
+
+
+def evaluate_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
+                     data_root: Path | str | None = None,
+                     pairs_file: Path | str | None = None) -> dict:
+    """Train (or reuse) one variant at one seed on the training pairs and return its metrics
+    on the test pairs (of ``pairs_file`` where given: :func:`evaluation_sets`)."""
+    profile = get_profile(profile)
+    root = Path(data_root) if data_root else ensure_toyviton(profile)
+    sets = evaluation_sets(root, profile, pairs_file)
+    pipeline = train_variant(variant, profile, seed=seed, data_root=root)
+    return evaluate_pipeline(pipeline, profile, root, seed=seed, sets=sets)["metrics"]
+
+
+def sample_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
+                   out: Path | str = "samples", pairing: str = "unpaired", n: int = 8,
+                   data_root: Path | str | None = None,
+                   pairs_file: Path | str | None = None) -> list[Path]:
+    """Dress the first ``n`` test persons (of ``pairs_file`` where given) with a trained
+    variant; write PNGs, return paths."""
+    from PIL import Image
+
+    profile = get_profile(profile)
+    root = Path(data_root) if data_root else ensure_toyviton(profile)
+    test = open_dataset(root, split="test", pairing=pairing, size=profile.image_size,
+                        pairs_file=pairs_file)
+    pipeline = train_variant(variant, profile, seed=seed, data_root=root)
+    batch = _stack(test, n, EVAL_KEYS)
+    images = try_on(pipeline, batch, profile, seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for image, name in zip(images, batch["cloth_name"], strict=True):
+        path = out / f"{variant}-{pairing}-{len(paths):03d}-{Path(name).stem}.png"
+        pixels = image.permute(1, 2, 0).mul(255).round().byte().numpy()
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
