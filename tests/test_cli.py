@@ -10,6 +10,7 @@ from conftest import RELEASE_NAMES
 from test_dresscode import write_dresscode
 
 import gardiffmini.data.toyviton
+import gardiffmini.evaluate
 import gardiffmini.reproduce
 import gardiffmini.train
 from gardiffmini.cli import main
@@ -24,8 +25,8 @@ def no_work(monkeypatch):
         raise AssertionError("the command started working before its checks")
 
     for module, name in ((gardiffmini.train, "train_variant"),
-                         (gardiffmini.reproduce, "sample_variant"),
-                         (gardiffmini.reproduce, "evaluate_variant"),
+                         (gardiffmini.evaluate, "sample_variant"),
+                         (gardiffmini.evaluate, "evaluate_variant"),
                          (gardiffmini.reproduce, "reproduce")):
         monkeypatch.setattr(module, name, forbidden)
     monkeypatch.setattr(gardiffmini.data.toyviton, "generate", forbidden)
@@ -94,8 +95,9 @@ def test_evaluation_of_a_release_folder_is_not_refused(monkeypatch, release_root
     """The real release has no cloth-attributes.json: evaluation runs without those metrics
     (tests/test_release_end_to_end.py runs it for real)."""
     calls = []
-    name = "evaluate_variant" if command == "evaluate" else "reproduce"
-    monkeypatch.setattr(gardiffmini.reproduce, name,
+    module, name = ((gardiffmini.evaluate, "evaluate_variant") if command == "evaluate"
+                    else (gardiffmini.reproduce, "reproduce"))
+    monkeypatch.setattr(module, name,
                         lambda *args, **kwargs: calls.append(kwargs) or {})
     argv = [command, "--profile", "ci", "--root", str(release_root),
             "--pairs-file", "test_pairs.txt"]
@@ -118,7 +120,7 @@ def test_pairs_file_reaches_the_library(monkeypatch, capsys, release_root):
         calls.update(pairs_file=pairs_file, root=data_root, pairing=pairing)
         return []
 
-    monkeypatch.setattr(gardiffmini.reproduce, "sample_variant", sample_variant)
+    monkeypatch.setattr(gardiffmini.evaluate, "sample_variant", sample_variant)
     (release_root / "my_pairs.txt").write_text("00001_00.jpg 00003_00.jpg\n")
     main(["sample", "--variant", "base", "--profile", "ci", "--root", str(release_root),
           "--pairs-file", "my_pairs.txt", "--out", str(release_root / "samples")])

@@ -48,7 +48,7 @@ def test_release_folder_trains_and_evaluates_from_root_alone(release_root, tmp_p
     assert json.loads((run / "state.json").read_text())["status"] == "finished"
     trained_at = (run / "state.json").stat().st_mtime_ns
 
-    with caplog.at_level(logging.WARNING, logger="gardiffmini.reproduce"):
+    with caplog.at_level(logging.WARNING, logger="gardiffmini.attributes"):
         main(["evaluate", "--variant", "base", *root])
     result = json.loads(capsys.readouterr().out)
     notices = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
