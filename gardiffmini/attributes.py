@@ -1,6 +1,6 @@
 """The garment attributes of ToyVITON and the network that recognises them on persons.
 
-The evaluation (:mod:`gardiffmini.reproduce`) reads the requested garment's pattern, category
+The evaluation (:mod:`gardiffmini.evaluate`) reads the requested garment's pattern, category
 and colour off each try-on result with :class:`~gardiffmini.features.ToyVitonFeatureNet`,
 trained once on the training persons and their garments' attributes
 (``cloth-attributes.json``, :func:`attribute_labels`); its penultimate features also give
