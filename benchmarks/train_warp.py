@@ -39,17 +39,13 @@ REPORTED = ("SSIM", "SSIM_occluded", "garment_detail_error", "attribute_accuracy
 def tps_training_view(root: Path) -> Path:
     """A folder beside ``root`` that links to all of it except the training pairs' warps."""
     view = root.with_name(root.name + "-tps-train")
-    for item in root.iterdir():
-        if item.name == "train":
-            for folder in item.iterdir():
-                if folder.name not in WARP_FOLDERS:
-                    link = view / "train" / folder.name
-                    link.parent.mkdir(parents=True, exist_ok=True)
-                    if not link.exists():
-                        link.symlink_to(folder.resolve(), target_is_directory=folder.is_dir())
-        elif not (view / item.name).exists():
-            view.mkdir(exist_ok=True)
-            (view / item.name).symlink_to(item.resolve(), target_is_directory=item.is_dir())
+    kept = [item for item in root.iterdir() if item.name != "train"]
+    kept += [folder for folder in (root / "train").iterdir() if folder.name not in WARP_FOLDERS]
+    for target in kept:
+        link = view / target.relative_to(root)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(target.resolve(), target_is_directory=target.is_dir())
     return view
 
 
