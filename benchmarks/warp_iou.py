@@ -1,6 +1,7 @@
 """How close the TPS warp comes to ToyVITON's ground-truth warp: mask IoU on the test split.
 
-For every test pair, the TPS warp of :mod:`gardiffmini.data.warp` puts the in-shop garment
+For every test pair, the warp of :mod:`gardiffmini.data.warp` (TPS torso, sleeves laid along the
+arms) puts the in-shop garment
 onto the person's keypoints; its mask ``m_w`` is compared with ``cloth-warp-mask`` (the
 garment deformed onto the body by the generator, arms not drawn over it)::
 

@@ -1,4 +1,4 @@
-"""The TPS warp: exact interpolation, identity, landmarks, and closeness to ToyVITON's warp."""
+"""The warp: TPS interpolation, identity, landmarks, and closeness to ToyVITON's warp."""
 
 from __future__ import annotations
 
@@ -136,8 +136,8 @@ def test_warp_garment_single_and_batched():
 
 
 def test_tps_warp_comes_close_to_toyviton_ground_truth(toyviton_root):
-    # Measured with benchmarks/warp_iou.py: mean IoU 0.723 (median 0.731, min 0.551) on 200
-    # cpu-size test pairs; 0.728 (median 0.744, min 0.615) on these 16 ci-size pairs.
+    # Measured with benchmarks/warp_iou.py: mean IoU 0.751 (median 0.757, min 0.623) on 200
+    # cpu-size test pairs; 0.729 (median 0.764, min 0.505) on these 16 ci-size pairs.
     # Bounds a margin below: 0.65 on the mean, 0.45 on the worst pair.
     data = VitonHD(toyviton_root, "test", "paired", warp="given")
     ious = []
