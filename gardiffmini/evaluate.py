@@ -12,6 +12,7 @@ numbers and images in its run folder, so chapters and :mod:`gardiffmini.reproduc
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -152,6 +153,17 @@ def reference_points(net: ToyVitonFeatureNet | None, sets: dict, root: Path) -> 
     return {"attribute_ceiling": ceiling, "attribute_chance": chance, **points}
 
 
+def warps_digest(sets: dict) -> str:
+    """SHA-256 of the warped garments and their masks in ``sets`` (every pairing): the part of
+    the model's input that code computes rather than reads (the TPS warp of the unpaired
+    pairs, :mod:`gardiffmini.data.warp`), so that a changed warp gets a new evaluation."""
+    digest = hashlib.sha256()
+    for pairing in sorted(sets):
+        for key in ("warped_cloth", "warped_mask"):
+            digest.update(sets[pairing][key].contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
                       net: ToyVitonFeatureNet | None, sets: dict,
                       pairs_file: Path | str | None = None) -> dict:
@@ -159,13 +171,13 @@ def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
 
     The key is everything the numbers depend on besides the run: the evaluation settings of
     ``profile``, the data root, the test pairs' ``pairs_file`` where one is given (the
-    fingerprint of its pairs), the feature network's weights (or none) and the metrics'
-    toolchain.
+    fingerprint of its pairs), the warps the model is given (:func:`warps_digest`), the
+    feature network's weights (or none) and the metrics' toolchain.
     """
     key = config_hash({
         "n_eval": profile.n_eval, "sample_steps": profile.sample_steps,
         "guidance_scale": profile.guidance_scale, "seed": seed,
-        "root": str(Path(root).resolve()),
+        "root": str(Path(root).resolve()), "warps": warps_digest(sets),
         "feature_net": weights_hash(net) if net is not None else None,
         "toolchain": metrics.TOOLCHAIN,
     } | ({"test_pairs": data_fingerprint(root, "test", pairs_file)} if pairs_file else {}))

@@ -17,7 +17,7 @@ from gardiffmini import evaluate as evaluate_module
 from gardiffmini import reproduce as reproduce_module
 from gardiffmini.attributes import ATTRIBUTE_METRICS, ATTRIBUTES
 from gardiffmini.data import layout
-from gardiffmini.evaluate import evaluate_pipeline, evaluation_sets
+from gardiffmini.evaluate import cached_evaluation, evaluate_pipeline, evaluation_sets
 from gardiffmini.features import ToyVitonFeatureNet
 from gardiffmini.models.encoders import build_tokenizer, clip_image_encoder, make_clip
 from gardiffmini.models.vae import make_vae
@@ -194,6 +194,28 @@ def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
                       variants=("base", "base+gfa+al"), progress=False)
     assert len(evaluated) == 4  # every evaluation was cached in its run folder
     assert json.loads((again / "ablation.json").read_text())["summary"] == record["summary"]
+
+
+def test_cached_evaluation_is_reused_until_the_warps_change(
+        toyviton_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    profile = get_profile("ci", n_eval=2, sample_steps=1, guidance_scale=1.0)
+    pipeline = _untrained_pipeline("base", profile)
+    pipeline.run = Run.open("fake-base", profile.name, 0, {}, root=tmp_path / "runs")
+    evaluated = []
+
+    def counted_evaluate_pipeline(*args, **kwargs):
+        evaluated.append(kwargs["seed"])
+        return evaluate_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "evaluate_pipeline", counted_evaluate_pipeline)
+    sets = evaluation_sets(toyviton_root, profile)
+    first = cached_evaluation(pipeline, profile, toyviton_root, 0, None, sets)
+    again = cached_evaluation(pipeline, profile, toyviton_root, 0, None, sets)
+    assert len(evaluated) == 1 and again["metrics"] == first["metrics"]
+    torch.testing.assert_close(again["images"]["unpaired"], first["images"]["unpaired"])
+    sets["unpaired"]["warped_cloth"] = sets["unpaired"]["warped_cloth"].flip(-1)
+    cached_evaluation(pipeline, profile, toyviton_root, 0, None, sets)
+    assert len(evaluated) == 2  # another warp: evaluated again, not served the old images
 
 
 def test_every_reported_metric_has_a_direction() -> None:
