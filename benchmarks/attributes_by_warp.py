@@ -1,10 +1,11 @@
-"""Which warp loses the garment's attributes? Paired (exact warp) against unpaired (TPS warp).
+"""Which warp loses the garment's attributes? Paired (exact warp) against unpaired (computed).
 
     python benchmarks/attributes_by_warp.py --profile cpu \
         --out book/results/attributes-by-warp-cpu.json
 
 Paired test pairs come with their exact warp (``cloth-warp/``, ToyVITON's ground truth);
-unpaired ones are warped by TPS (:mod:`gardiffmini.data.warp`). For the real photos, warp +
+unpaired ones get the computed warp (:mod:`gardiffmini.data.warp`: the torso by TPS, the
+sleeves laid along the arms). For the real photos, warp +
 paste and every variant (trained, or reused, at ``--seed``), this scores the attribute
 network's accuracy per attribute twice: on the paired results against the person's own
 garment, and on the unpaired results against the requested garment. The images are the
@@ -14,32 +15,24 @@ chapters already made them. Writes the table and provenance to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
+
+from scoring import scored_sets, scoring_parser
 
 from gardiffmini import baselines, metrics
-from gardiffmini.attributes import attribute_labels, attribute_network
-from gardiffmini.data.toyviton import ensure_toyviton
-from gardiffmini.evaluate import cached_evaluation, evaluation_sets
-from gardiffmini.profiles import get_profile
+from gardiffmini.attributes import attribute_labels
+from gardiffmini.evaluate import cached_evaluation
 from gardiffmini.reproduce import provenance
 from gardiffmini.train import VARIANTS, train_variant
 
-PAIRINGS = {"paired": "own garment, exact warp", "unpaired": "requested garment, TPS warp"}
+PAIRINGS = {"paired": "own garment, exact warp", "unpaired": "requested garment, computed warp"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = scoring_parser(__doc__).parse_args()
     started = time.perf_counter()
-    profile = get_profile(args.profile)
-    root = ensure_toyviton(profile)
-    sets, net = evaluation_sets(root, profile), attribute_network(profile, root)
+    profile, root, sets, net = scored_sets(args.profile)
     labels = {pairing: attribute_labels(root, "test", batch["cloth_name"])
               for pairing, batch in sets.items()}
     images = {"warp + paste": {pairing: baselines.warp_and_paste(batch).clamp(0, 1)

@@ -17,17 +17,16 @@ Writes the numbers, the training times and provenance to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
+from scoring import scored_sets, scoring_parser
+
 from gardiffmini import baselines, metrics
-from gardiffmini.attributes import attribute_labels, attribute_network
-from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.attributes import attribute_labels
 from gardiffmini.data.vitonhd import FIELDS, WARP_KEYS
-from gardiffmini.evaluate import cached_evaluation, evaluation_sets
-from gardiffmini.profiles import get_profile
+from gardiffmini.evaluate import cached_evaluation
 from gardiffmini.reproduce import provenance
 from gardiffmini.train import train_variant
 
@@ -50,16 +49,11 @@ def tps_training_view(root: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu")
+    parser = scoring_parser(__doc__)
     parser.add_argument("--variant", default="base+gfa")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     started = time.perf_counter()
-    profile = get_profile(args.profile)
-    root = ensure_toyviton(profile)
-    sets, net = evaluation_sets(root, profile), attribute_network(profile, root)
+    profile, root, sets, net = scored_sets(args.profile)
     unpaired = sets["unpaired"]
     requested = attribute_labels(root, "test", unpaired["cloth_name"])
     rows = {"warp + paste": {"attributes_u": metrics.attribute_accuracy(

@@ -1,0 +1,29 @@
+"""What the benchmarks that score trained variants share: their command line and test sets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gardiffmini.attributes import attribute_network
+from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.evaluate import evaluation_sets
+from gardiffmini.features import ToyVitonFeatureNet
+from gardiffmini.profiles import Profile, get_profile
+
+
+def scoring_parser(doc: str) -> argparse.ArgumentParser:
+    """``--profile``, ``--seed`` and ``--out`` (required), described by ``doc``'s first line."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def scored_sets(profile_name: str) -> tuple[Profile, Path, dict, ToyVitonFeatureNet | None]:
+    """The profile, its ToyVITON (made if missing), the book's test sets and the attribute
+    network, as the book's evaluation (:mod:`gardiffmini.evaluate`) uses them."""
+    profile = get_profile(profile_name)
+    root = ensure_toyviton(profile)
+    return profile, root, evaluation_sets(root, profile), attribute_network(profile, root)
