@@ -5,10 +5,10 @@
 
 Paired test pairs come with their exact warp (``cloth-warp/``, ToyVITON's ground truth);
 unpaired ones get the computed warp (:mod:`gardiffmini.data.warp`: the torso by TPS, the
-sleeves laid along the arms). For the real photos, warp +
-paste and every variant (trained, or reused, at ``--seed``), this scores the attribute
-network's accuracy per attribute twice: on the paired results against the person's own
-garment, and on the unpaired results against the requested garment. The images are the
+sleeves laid along the arms). For the real photos, warp + paste and every variant (trained,
+or reused, at ``--seed``), this scores the attribute network's accuracy per attribute
+twice: on the paired results against the person's own garment, and on the unpaired results
+against the requested garment. The images are the
 book's evaluation (:func:`gardiffmini.evaluate.cached_evaluation`), reused where the
 chapters already made them. Writes the table and provenance to ``--out``.
 """

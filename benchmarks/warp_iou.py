@@ -1,9 +1,9 @@
-"""How close the TPS warp comes to ToyVITON's ground-truth warp: mask IoU on the test split.
+"""How close the computed warp comes to ToyVITON's ground truth: mask IoU on the test split.
 
-For every test pair, the warp of :mod:`gardiffmini.data.warp` (TPS torso, sleeves laid along the
-arms) puts the in-shop garment
-onto the person's keypoints; its mask ``m_w`` is compared with ``cloth-warp-mask`` (the
-garment deformed onto the body by the generator, arms not drawn over it)::
+For every test pair, the warp of :mod:`gardiffmini.data.warp` (the torso by TPS, the sleeves
+laid along the arms) puts the in-shop garment onto the person's keypoints; its mask ``m_w``
+is compared with ``cloth-warp-mask`` (the garment deformed onto the body by the generator,
+arms not drawn over it)::
 
     python benchmarks/warp_iou.py --profile cpu --n-test 200 --root /tmp/toyviton-warp
 
