@@ -32,9 +32,9 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def warp_ious(data: VitonHD) -> list[float]:
-    """IoU of the TPS mask with the given ``warped_mask`` for every pair of ``data``."""
+    """IoU of the computed warp's mask with the given ``warped_mask`` for every pair of ``data``."""
     ious = []
-    for sample in tqdm(data, desc="TPS warp", unit="pair"):
+    for sample in tqdm(data, desc="warp", unit="pair"):
         _, mask = warp_garment(sample["cloth"], sample["cloth_mask"], sample["keypoints"])
         ious.append(mask_iou(mask, sample["warped_mask"]))
     return ious
@@ -56,7 +56,7 @@ def main() -> None:
         garment = attributes[pair.cloth]
         groups[f"sleeve={garment['sleeve']}"].append(iou)
         groups[f"length={garment['length']}"].append(iou)
-    print(f"TPS warp vs ToyVITON cloth-warp-mask, {args.profile} profile, {len(ious)} test pairs")
+    print(f"Warp vs ToyVITON cloth-warp-mask, {args.profile} profile, {len(ious)} test pairs")
     print(f"  mask IoU: mean {statistics.mean(ious):.3f}  median {statistics.median(ious):.3f}  "
           f"min {min(ious):.3f}")
     for name, values in sorted(groups.items()):
