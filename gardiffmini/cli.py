@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--n-test", type=int, default=None)
     data.add_argument("--workers", type=int, default=None)
 
-    warp = command("warp", _warp, "write the TPS warp of every pair (cloth-warp/) once",
+    warp = command("warp", _warp, "write the computed warp of every pair (cloth-warp/) once",
                    pairs_split="one",
                    root="the folder in the VITON-HD layout whose warps to write (required)")
     warp.add_argument("--splits", nargs="+", choices=["train", "test"], default=["train", "test"])

@@ -16,9 +16,10 @@ from ``test_pairs.txt`` (the release keeps its unpaired pairs there). A third co
 (GP-VTON) is kept as ``tag``.
 
 The warped garment ``I_w`` and its mask ``m_w`` come from ``cloth-warp/`` where the pair's
-warp is written there (ToyVITON's ground truth for the person's own garment, or the TPS
-warps written once by ``python -m gardiffmini warp``), else from the TPS warp of
-:mod:`gardiffmini.data.warp`, computed on the fly.
+warp is written there (ToyVITON's ground truth for the person's own garment, or the warps
+written once by ``python -m gardiffmini warp``), else from the warp of
+:mod:`gardiffmini.data.warp` (the torso by TPS, the sleeves along the arms), computed on the
+fly.
 
 Every file is read as what it is by :mod:`gardiffmini.data.images` (16-bit, transparent,
 0/1 masks, palette label maps) and :mod:`gardiffmini.data.keypoints` (BODY_25 or COCO-18,

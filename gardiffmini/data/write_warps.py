@@ -1,13 +1,15 @@
-"""Warps computed once: the TPS warp of every pair written into ``cloth-warp/``.
+"""Warps computed once: the warp of every pair written into ``cloth-warp/``.
 
 The loader warps a garment on the fly when a pair has no written warp; at the release's
 1024x768 that is most of the cost of reading a pair. ``python -m gardiffmini warp --root R``
 (:func:`write_warps`) writes, for every pair of the train split and every pair of the test
 split, paired and unpaired, ``cloth-warp/`` and ``cloth-warp-mask/`` at the photos' own size
 (names: :func:`gardiffmini.data.layout.warp_path`), in several worker processes, and the
-loader (``warp="auto"``) then reads them. Files already there are kept (ToyVITON's
-ground-truth warps among them) unless ``overwrite``; each file is written atomically, so an
-interrupted run leaves no half-written warp and resumes where it stopped.
+loader (``warp="auto"``) then reads them. The warp is
+:func:`~gardiffmini.data.warp.warp_garment`'s (the torso by TPS, the sleeves along the arms).
+Files already there are kept (ToyVITON's ground-truth warps among them, and the warps an
+older version wrote) unless ``overwrite``; each file is written atomically, so an interrupted
+run leaves no half-written warp and resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _save(image: Image.Image, path: Path, format: str) -> None:
 
 
 def write_pair_warp(root: Path | str, split: str, pair: Pair, overwrite: bool = False) -> bool:
-    """Write the TPS warp of ``pair`` at the photos' size; ``False`` if it was already there."""
+    """Write the warp of ``pair`` at the photos' size; ``False`` if it was already there."""
     root = Path(root)
     warped_path = layout.warp_path(root, split, "cloth-warp", pair.person, pair.cloth)
     mask_path = layout.warp_path(root, split, "cloth-warp-mask", pair.person, pair.cloth)
@@ -113,7 +115,7 @@ def write_warps(
     pairs_file: str | Path | None = None, workers: int | None = None,
     overwrite: bool = False, progress: bool = True,
 ) -> dict[str, int]:
-    """Write the TPS warps of every pair of ``splits`` (:func:`warp_pairs`) under ``root``.
+    """Write the warps of every pair of ``splits`` (:func:`warp_pairs`) under ``root``.
 
     ``workers`` processes of one thread each (default: the CPUs this process may use).
     Returns ``{"written", "kept", "pairs"}``. A pair that cannot be warped does not stop the
