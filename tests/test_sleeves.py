@@ -77,8 +77,13 @@ def test_visible_sleeves_of_a_tshirt_and_of_a_top_without_them():
     assert visible_sleeves(box, torch.tensor([28.0, 30.0]), torch.tensor([67.0, 30.0])) == {}
 
 
+def sleeves_of(mask: torch.Tensor) -> dict:
+    landmarks = garment_landmarks(mask)
+    return garment_sleeves(visible_sleeves(mask, landmarks[1], landmarks[2]), landmarks)
+
+
 def test_garment_sleeves_visible_short_or_none():
-    tshirt = garment_sleeves(tshirt_mask()[0], garment_landmarks(tshirt_mask()))
+    tshirt = sleeves_of(tshirt_mask()[0])
     assert set(tshirt) == {"R", "L"}
     right, left = tshirt["R"], tshirt["L"]
     assert right.axis[0] < 0 < left.axis[0]  # spread outward, away from the shoulders
@@ -86,7 +91,7 @@ def test_garment_sleeves_visible_short_or_none():
     # a box: shoulders as wide as the hem, no sleeve shows -> short sleeves lying over it
     box = torch.zeros(128, 96, dtype=torch.bool)
     box[30:100, 28:68] = True
-    short = garment_sleeves(box, garment_landmarks(box))
+    short = sleeves_of(box)
     shoulders = 67 - 28
     assert set(short) == {"R", "L"}
     assert short["R"].length == pytest.approx(SHORT_SLEEVE * shoulders)
@@ -95,7 +100,7 @@ def test_garment_sleeves_visible_short_or_none():
     tank = box.clone()
     tank[30:45, 28:36] = False
     tank[30:45, 60:68] = False
-    assert garment_sleeves(tank, garment_landmarks(tank)) == {}
+    assert sleeves_of(tank) == {}
 
 
 def test_warp_puts_the_sleeve_on_the_upper_arm():

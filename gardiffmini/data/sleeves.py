@@ -123,21 +123,21 @@ def _is_sleeve(pixels: torch.Tensor, corner: torch.Tensor, shoulders: float) -> 
     return starts_at_shoulder and float((xs - corner[0]).abs().max()) >= SLEEVE_REACH * shoulders
 
 
-def garment_sleeves(mask: torch.Tensor, landmarks: torch.Tensor) -> dict[str, Sleeve]:
-    """The sleeves of the boolean garment ``mask`` (H, W), by the wearer's side, given its
-    landmarks (:func:`~gardiffmini.data.warp.garment_landmarks`).
+def garment_sleeves(visible: dict[str, torch.Tensor], landmarks: torch.Tensor
+                    ) -> dict[str, Sleeve]:
+    """The sleeves of a garment, by the wearer's side, given the parts of them that show
+    beside its torso, ``visible`` (:func:`visible_sleeves`), and its landmarks
+    (:func:`~gardiffmini.data.warp.garment_landmarks`).
 
     None where the shoulders are narrower than ``SLEEVELESS_SHOULDERS`` times the hem (the
     straps of a sleeveless top). Otherwise each side's sleeve is :func:`sleeve_band` of its
-    visible part (:func:`visible_sleeves`) where it shows, and else a short sleeve lying
-    over the torso: a band ``SHORT_SLEEVE * S`` long hanging straight down from its
-    shoulder corner, just inside it.
+    visible part where it shows, and else a short sleeve lying over the torso: a band
+    ``SHORT_SLEEVE * S`` long hanging straight down from its shoulder corner, just inside it.
     """
     neck, right_shoulder, left_shoulder, _, _, right_hem, left_hem, _ = landmarks.double()
     shoulders = float(left_shoulder[0] - right_shoulder[0])
     if shoulders < SLEEVELESS_SHOULDERS * float(left_hem[0] - right_hem[0]):
         return {}
-    visible = visible_sleeves(mask, right_shoulder, left_shoulder)
     half_width = SLEEVE_HALF_WIDTH * shoulders
     down = torch.tensor([0.0, 1.0], dtype=torch.float64)
     sleeves = {}

@@ -383,7 +383,7 @@ def _warp_one(cloth: torch.Tensor, cloth_mask: torch.Tensor, keypoints: torch.Te
                                                        grid_step(height, width)))
     shoulders = {"garment": float((garment[2] - garment[1]).norm()),
                  "person": float((person[2] - person[1]).norm())}
-    for side, sleeve in garment_sleeves(mask, garment).items():
+    for side, sleeve in garment_sleeves(visible, garment).items():
         grid = sleeve_grid(sleeve, arm_polyline(keypoints, side), shoulders["garment"],
                            shoulders["person"], height, width)
         read, inside = _read(cloth, sleeve.mask(mask), grid)
