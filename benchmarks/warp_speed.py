@@ -1,4 +1,4 @@
-"""Speed of the TPS warp of :mod:`gardiffmini.data.warp` at a real size: items per second.
+"""Speed of the warp of :mod:`gardiffmini.data.warp` at a real size: items per second.
 
 A flat T-shirt mask and a front-facing person's BODY_25 keypoints (the test fixture's,
 scaled up) are warped ``--n`` times at ``--height x --width`` (default 512x384, the paper's
