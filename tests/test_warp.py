@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from conftest import RELEASE_KEYPOINTS, tshirt_polygon
 from PIL import Image, ImageDraw
 
+from gardiffmini.data.grids import normalised, pixel_grid
 from gardiffmini.data.layout import KEYPOINT
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.data.warp import (
@@ -187,3 +188,13 @@ def test_nan_keypoints_are_named_as_such():
     src = torch.tensor([[0.0, 0.0], [1, 0], [0, 1], [float("nan"), 2]])
     with pytest.raises(ValueError, match="tps_fit: src and dst must be finite"):
         tps_fit(src, src)
+
+
+def test_pixel_grid_and_its_normalisation_for_grid_sample():
+    points = pixel_grid(2, 3)
+    assert points.tolist() == [[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1]]
+    grid = normalised(points, 2, 3).reshape(1, 2, 3, 2)
+    # reading every pixel at its own centre returns the image: the identity map
+    image = torch.arange(6.0).reshape(1, 1, 2, 3)
+    torch.testing.assert_close(F.grid_sample(image, grid, align_corners=False), image)
+    assert normalised(torch.tensor([[0.0, 0.0]]), 2, 3).tolist() == [[pytest.approx(-2 / 3), -0.5]]

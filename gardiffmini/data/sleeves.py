@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from gardiffmini.data.grids import normalised, pixel_grid
+
 # In shoulder widths S. Fitted to ToyVITON with benchmarks/warp_iou.py (long sleeves: mask
 # IoU 0.68 -> 0.73); the lengths are also those of real clothes (a long sleeve about 1.2-1.3
 # S, a short one about 0.4 S, straps well inside the hem's width).
@@ -60,10 +62,7 @@ class Sleeve(NamedTuple):
 
     def mask(self, garment: torch.Tensor) -> torch.Tensor:
         """The band's pixels of the boolean garment mask ``garment`` (H, W)."""
-        height, width = garment.shape
-        ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),
-                                torch.arange(width, dtype=torch.float64), indexing="ij")
-        offsets = torch.stack([xs, ys], dim=-1) - self.start
+        offsets = pixel_grid(*garment.shape).reshape(*garment.shape, 2) - self.start
         along = offsets @ self.axis
         across = offsets @ _quarter_turn(self.axis)
         return (garment & (along >= 0) & (along <= self.length)
@@ -228,10 +227,7 @@ def sleeve_grid(sleeve: Sleeve, arm: torch.Tensor, garment_shoulders: float,
     fraction = min(sleeve.length / (SLEEVE_ARM_RATIO * garment_shoulders), MAX_ARM_FRACTION)
     worn_length = max(fraction * float(arm_length_of(arm)), 1.0)
     widen = garment_shoulders / (person_shoulders * SLEEVE_EASE)
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),
-                            torch.arange(width, dtype=torch.float64), indexing="ij")
-    along, across = polyline_frame(torch.stack([xs, ys], dim=-1).reshape(-1, 2), arm)
+    along, across = polyline_frame(pixel_grid(height, width), arm)
     source = (sleeve.start + (along * sleeve.length / worn_length)[:, None] * sleeve.axis
               + (across * widen)[:, None] * _quarter_turn(sleeve.axis))
-    scale = torch.tensor([width, height], dtype=source.dtype)
-    return (2 * (source + 0.5) / scale - 1).reshape(height, width, 2).float()
+    return normalised(source, height, width).reshape(height, width, 2)

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from gardiffmini.data.grids import normalised, pixel_grid
 from gardiffmini.data.layout import KEYPOINT
 from gardiffmini.data.sleeves import arm_length_of, garment_sleeves, sleeve_grid, visible_sleeves
 
@@ -115,16 +116,6 @@ def tps_fit(
     return ThinPlateSpline(src, solution[..., :n, :], solution[..., n:, :])
 
 
-def pixel_grid(height: int, width: int) -> torch.Tensor:
-    """The centres ``(x, y)`` of all pixels, row by row: (height * width, 2)."""
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float64),
-        torch.arange(width, dtype=torch.float64),
-        indexing="ij",
-    )
-    return torch.stack([xs, ys], dim=-1).reshape(-1, 2)
-
-
 def tps_grid(spline: ThinPlateSpline, height: int, width: int, step: int = 1) -> torch.Tensor:
     """The sampling grid of ``grid_sample``: ``f`` at every output pixel, normalised.
 
@@ -153,9 +144,7 @@ def tps_grid(spline: ThinPlateSpline, height: int, width: int, step: int = 1) ->
     if step > 1:
         source = F.interpolate(source.permute(0, 3, 1, 2), size=(height, width),
                                mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
-    scale = torch.tensor([width, height], dtype=source.dtype)
-    grid = 2 * (source + 0.5) / scale - 1
-    return grid.reshape(*batch, height, width, 2).float()
+    return normalised(source, height, width).reshape(*batch, height, width, 2)
 
 
 def grid_step(height: int, width: int) -> int:
@@ -238,7 +227,14 @@ def garment_landmarks(cloth_mask: torch.Tensor) -> torch.Tensor:
     """
     if cloth_mask.dim() == 4:
         return torch.stack([garment_landmarks(mask) for mask in cloth_mask])
-    mask = _single_mask(cloth_mask)
+    return _garment_geometry(_single_mask(cloth_mask))[0]
+
+
+def _garment_geometry(mask: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`garment_landmarks` of the boolean ``mask`` (H, W), with what it finds on the
+    way: the visible sleeves (:func:`~gardiffmini.data.sleeves.visible_sleeves`) and the
+    mask without them."""
     height = mask.shape[0]
     torso = _torso(mask)
     rows = torch.arange(height)[:, None].expand_as(torso)
@@ -254,7 +250,7 @@ def garment_landmarks(cloth_mask: torch.Tensor) -> torch.Tensor:
     sleeves = visible_sleeves(mask, right_shoulder, left_shoulder)
     body = mask & ~torch.stack([*sleeves.values(), torch.zeros_like(mask)]).any(dim=0)
     hem_left, hem_right = _run_around(body[hem_y], centre)
-    return torch.stack([
+    landmarks = torch.stack([
         torch.tensor([(right_x + left_x) / 2, (right_shoulder[1] + left_shoulder[1]) / 2]),
         right_shoulder,
         left_shoulder,
@@ -264,6 +260,7 @@ def garment_landmarks(cloth_mask: torch.Tensor) -> torch.Tensor:
         torch.tensor([hem_right, hem_y], dtype=torch.float32),
         torch.tensor([(right_x + left_x) / 2, hem_y], dtype=torch.float32),
     ])
+    return landmarks, sleeves, body
 
 
 def _along(polyline: list[torch.Tensor], length: torch.Tensor) -> torch.Tensor:
@@ -374,10 +371,8 @@ def _warp_one(cloth: torch.Tensor, cloth_mask: torch.Tensor, keypoints: torch.Te
     its arm (:mod:`gardiffmini.data.sleeves`); the image and the boolean mask (1, H, W)."""
     height, width = cloth.shape[-2:]
     mask = _single_mask(cloth_mask)
-    garment = garment_landmarks(mask)
+    garment, visible, torso = _garment_geometry(mask)
     person = person_landmarks(keypoints, garment)
-    visible = visible_sleeves(mask, garment[1], garment[2])
-    torso = mask & ~torch.stack([*visible.values(), torch.zeros_like(mask)]).any(dim=0)
     spline = tps_fit(*_distinct(person, garment), regularization)
     warped, warped_mask = _read(cloth, torso, tps_grid(spline, height, width,
                                                        grid_step(height, width)))
