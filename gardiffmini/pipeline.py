@@ -33,6 +33,7 @@ from transformers import CLIPVisionModelWithProjection
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import garment_processors
 from gardiffmini.models.encoders import clip_image_embeds
+from gardiffmini.models.memory import own_memory
 from gardiffmini.models.vae import load_pretrained_vae
 
 
@@ -130,7 +131,10 @@ class GarDiffPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
                         **kwargs) -> GarDiffPipeline:
         """Load a saved pipeline; the garment processors and their weights come back too, and
-        a :class:`~gardiffmini.models.vae.ShortcutAutoencoderKL` comes back as one."""
+        a :class:`~gardiffmini.models.vae.ShortcutAutoencoderKL` comes back as one. Every
+        component's weights are copied into memory of their own
+        (:func:`~gardiffmini.models.memory.own_memory`), so the loaded pipeline computes
+        exactly what the saved one did."""
         folder = str(pretrained_model_name_or_path)
         if not os.path.isdir(folder):
             folder = cls.download(folder, **{k: v for k, v in kwargs.items()
@@ -148,7 +152,11 @@ class GarDiffPipeline(DiffusionPipeline):
             if kwargs.get("torch_dtype") is not None:
                 unet.to(kwargs["torch_dtype"])
             kwargs.update(unet=unet, adapter=adapter)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        for component in pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                own_memory(component)
+        return pipe
 
     @torch.no_grad()
     def __call__(
