@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import load_file
 STEPS = 4
 BATCH = 4  # the combined batch: 2 samples per process in the 2-process run
 LEARNING_RATE = 1e-3
+TIMEOUT = 300  # s per launch (each took ~15 s on 2 cores): a hung gloo run fails the test
 
 
 def train(root: Path) -> None:
@@ -79,9 +79,9 @@ def test_two_processes_train_like_one_at_the_combined_batch(tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
               "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-              "--main_process_port", str(_free_port())]
+              "--main_process_port", "0"]
     for command in (launch + script, [sys.executable, *script]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT)
         assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
     config2, two = _trained(tmp_path / "processes2")
     config1, one = _trained(tmp_path / "processes1")
@@ -93,24 +93,20 @@ def test_two_processes_train_like_one_at_the_combined_batch(tmp_path):
     # relative differences of ~1e-7. AdamW moves each weight by lr * m / (sqrt(v) + eps), a
     # ratio that such differences change by ~1e-7 too, except where a gradient is so close to
     # zero that rounding changes its sign; such a weight may move differently by up to
-    # 2 * lr per step. So every weight agrees within 2 * lr * STEPS, and the weights' updates
-    # agree to 1e-3 of their size overall. Measured: weights within 8e-6 (the bound is 8e-3),
-    # updates within 7e-6 of their size.
+    # 2 * lr per step. So every weight agrees within 2 * lr * STEPS (8e-3), and only a few may
+    # come near it. Measured (Intel Xeon, 2 cores): the largest difference 8.0e-6, 3 of the
+    # 364,196 weights differ by more than 1e-6 and none by more than 1e-5; the updates differ
+    # by 7.4e-6 of their size. The bounds below: 1e-6 for all but 1 in 10,000 weights (36,
+    # 12x the measured 3), and 1e-4 of the update's size (13x the measured).
     bound = 2 * LEARNING_RATE * STEPS
     for key, value in one.items():
         torch.testing.assert_close(two[key], value, rtol=0, atol=bound, msg=key)
+    differences = torch.cat([(two[k] - one[k]).abs().flatten() for k in one])
+    assert (differences > 1e-6).sum() <= differences.numel() // 10_000
     update_one = torch.cat([(one[k] - initial[k]).flatten() for k in one])
     update_two = torch.cat([(two[k] - initial[k]).flatten() for k in one])
     assert update_one.norm() > 0
-    assert (update_two - update_one).norm() < 1e-3 * update_one.norm()
-
-
-def _free_port() -> int:
-    """A TCP port that nothing listens on now (the OS picks it), for torchrun's rendezvous."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
+    assert (update_two - update_one).norm() < 1e-4 * update_one.norm()
 
 def _initial_weights() -> dict[str, torch.Tensor]:
     from gardiffmini.models.unet import make_unet

@@ -84,9 +84,13 @@ def test_reconstruction_probe_end_to_end(features, garment_sets, tmp_path, monke
     train, test = garment_sets
     result = probes.reconstruction_probe(*features, train, test, PROFILE, progress=False)
     assert set(result["table"]) == {"CLIP", "VAE"}
+    target = encoders.to_float(test.images)
     for name in ("CLIP", "VAE"):
-        assert result["reconstructions"][name].shape == (6, 3, 64, 48)
-        assert result["reconstructions"][name].abs().max() <= 1
+        rebuilt = result["reconstructions"][name]
+        assert rebuilt.shape == (6, 3, 64, 48)
+        assert torch.isfinite(rebuilt).all()  # clamped to [-1, 1]: a range check cannot fail
+        scores = probes.reconstruction_scores(rebuilt, target, test.masks)  # of these images
+        torch.testing.assert_close(result["scores"][name]["PSNR"], scores["PSNR"])
         assert set(result["table"][name]) == {"all", *test.patterns}
         assert result["scores"][name]["SSIM"].shape == (6,)
     assert len(list(tmp_path.glob("runs/probe-clip-ci-*"))) == 1

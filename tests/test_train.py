@@ -139,4 +139,8 @@ def test_trained_pipeline_samples_images(cache, profile):
     out = pipeline(agnostic=agnostic, warped_cloth=agnostic, warped_mask=torch.ones(1, 1, h, w),
                    cloth=agnostic, num_inference_steps=2, guidance_scale=2.0,
                    generator=torch.Generator().manual_seed(0)).images
-    assert out.shape == (1, 3, h, w) and 0 <= out.min() <= out.max() <= 1
+    assert out.shape == (1, 3, h, w)
+    # postprocess clamps to [0, 1]: check what the clamp cannot hide, NaN and a sample that
+    # diverged to the ends (measured here: 97.5 % of the pixels strictly inside, mean 0.50)
+    assert torch.isfinite(out).all()
+    assert ((out > 0) & (out < 1)).float().mean() > 0.9
