@@ -21,7 +21,13 @@ venv: $(VENV)/.installed
 data: venv
 	$(BIN)/python -m gardiffmini data --profile $(PROFILE)
 
-book: data
+# onnxruntime-web for the Try it page, at the version of package-lock.json; without npm the
+# book still builds and the page says what it is missing
+node_modules/.package-lock.json: package-lock.json
+	@if command -v npm >/dev/null; then npm ci --ignore-scripts --no-audit --no-fund; \
+	else echo "npm not found: the Try it page will say what it is missing"; fi
+
+book: data node_modules/.package-lock.json
 	$(BIN)/python tools/build_book.py --profile $(PROFILE) --out $(BUILD)/$(PROFILE)
 
 unit: venv
