@@ -402,3 +402,108 @@ def test_checks_catch_what_they_should(browser, tmp_path):
                  f'no "{NEEDS_TITLE}" admonition'):
         assert kind in found, f"{kind!r} not caught in:\n{found}"
     assert (tmp_path / "bad.png").stat().st_size > 0
+
+
+# ---- the "Try it" page (book/tryit.md): the shipped model runs in the page -------------------
+
+TRYIT_PAGE = "book/tryit.html"
+# the page's 5-step try-on against the PyTorch pipeline's, per pixel and channel, in 1/255
+TRYIT_TOLERANCE = 3
+# seconds the page may take to load the model and sample (5 steps take a few seconds)
+TRYIT_TIMEOUT = 240
+
+# Picks a person and a garment, sets seed, steps and guidance through the page's controls,
+# presses the button and waits for the result: returns the state, the timing and the result
+# canvas's RGBA pixels (base64).
+TRYIT_RUN = """
+var opts = arguments[0], done = arguments[arguments.length - 1];
+var root = document.getElementById('gardiff-tryit');
+function settle(ok) {
+  var api = window.gardiffTryIt || {};
+  var out = {state: api.state, error: api.error || null, last: api.last || null,
+             pageBytes: api.pageBytes || null, text: root ? root.innerText.slice(0, 400) : ''};
+  if (ok) {
+    var canvas = document.getElementById('tryit-result');
+    var data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    var text = '';
+    for (var i = 0; i < data.length; i += 8192) {
+      text += String.fromCharCode.apply(null, data.subarray(i, i + 8192));
+    }
+    out.pixels = btoa(text); out.width = canvas.width; out.height = canvas.height;
+  }
+  done(out);
+}
+function whenState(states, then) {
+  (function poll() {
+    var s = root && root.getAttribute('data-state');
+    if (states.indexOf(s) >= 0) { then(s); } else { setTimeout(poll, 50); }
+  })();
+}
+whenState(['ready', 'missing', 'error'], function (s) {
+  if (s !== 'ready') { settle(false); return; }
+  root.querySelector('.tryit-row[data-kind="person"] [data-index="' + opts.person + '"]').click();
+  root.querySelector('.tryit-row[data-kind="garment"] [data-index="' + opts.garment + '"]').click();
+  document.getElementById('tryit-seed').value = String(opts.seed);
+  document.getElementById('tryit-steps').value = String(opts.steps);
+  if (opts.guidance !== null) {
+    document.getElementById('tryit-guidance').value = String(opts.guidance);
+  }
+  document.getElementById('tryit-run').click();
+  whenState(['done', 'error'], function (end) { settle(end === 'done'); });
+});
+"""
+
+
+def run_tryit(driver, page: Path, person: int, garment: int, seed: int, steps: int,
+              guidance: float | None = None) -> dict:
+    """Open the Try it ``page``, run one try-on through its controls, return what it reports
+    and the result as a (H, W, 3) uint8 array (``image``)."""
+    import numpy as np
+
+    driver.get(page.as_uri())
+    driver.set_script_timeout(TRYIT_TIMEOUT)
+    try:
+        out = driver.execute_async_script(TRYIT_RUN, {"person": person, "garment": garment,
+                                                      "seed": seed, "steps": steps,
+                                                      "guidance": guidance})
+    finally:
+        driver.set_script_timeout(PAGE_TIMEOUT)
+    if out.get("pixels"):
+        rgba = np.frombuffer(base64.b64decode(out.pop("pixels")), dtype=np.uint8)
+        out["image"] = rgba.reshape(out["height"], out["width"], 4)[..., :3]
+    return out
+
+
+def test_tryit_page_matches_the_pytorch_pipeline(browser):
+    """The page dresses the reference person in headless Chromium, offline, from ``file://``:
+    5 DDIM steps from the noise shipped with it, within ``TRYIT_TOLERANCE``/255 of the PyTorch
+    pipeline's image (written by the book build beside ``html/``)."""
+    import numpy as np
+
+    page = _book() / TRYIT_PAGE
+    assert page.is_file(), f"no {TRYIT_PAGE} in {_book()}"
+    reference_path = _book().parent / "tryit-reference.json"
+    assert reference_path.is_file(), (f"{reference_path} not found: the book was built without "
+                                      "the page's model (see the page's message)")
+    reference = json.loads(reference_path.read_text())
+    out = run_tryit(browser, page, reference["person"], reference["garment"], reference["seed"],
+                    reference["steps"], reference["guidance_scale"])
+    assert out["state"] == "done", f"the page did not finish: {out['state']}: {out['error']}"\
+        f" ({out['text']})"
+    expected = np.frombuffer(base64.b64decode(reference["image"]), dtype="<f4")
+    expected = expected.reshape(reference["shape"]).transpose(1, 2, 0) * 255
+    difference = np.abs(out["image"].astype(np.float64) - expected)
+    last = out["last"]
+    print(f"\nTry it page: {reference['steps']} steps in {last['ms'] / 1000:.2f} s "
+          f"(model load {last['loadMs'] / 1000:.2f} s), max difference from PyTorch "
+          f"{difference.max():.2f}/255, page weight {out['pageBytes']:,} bytes")
+    shots = Path(os.environ.get("GARDIFF_SCREENSHOTS", _book().parents[1] / "screenshots"))
+    _screenshot(browser, shots / "book__tryit__after_run.png")
+    (shots / "tryit-timing.json").write_text(json.dumps({
+        "steps": reference["steps"], "seconds": round(last["ms"] / 1000, 3),
+        "load_seconds": round(last["loadMs"] / 1000, 3),
+        "max_difference_255": float(difference.max()), "page_bytes": out["pageBytes"]}))
+    assert difference.max() <= TRYIT_TOLERANCE, (
+        f"the page's try-on differs from the PyTorch pipeline's by up to "
+        f"{difference.max():.2f}/255 (> {TRYIT_TOLERANCE}) at "
+        f"{np.argwhere(difference > TRYIT_TOLERANCE)[:3].tolist()}")

@@ -4,7 +4,9 @@ The sources (``_config.yml``, ``_toc.yml``, ``book/``, ``notebooks/``) are copie
 ``OUT/src``; the notebooks there are replaced by their executed versions, made ready for a
 static page (see ``for_static_page``); Jupyter Book then builds ``OUT/src`` with warnings
 as errors and without executing anything itself. Wall times per notebook go to
-``OUT/timings.json``.
+``OUT/timings.json``. The "Try it" page's assets (the shipped ``cpu`` model as ONNX, its
+gallery, onnxruntime-web from ``node_modules``) are written into the built book afterwards
+(:func:`gardiffmini.export.page.write_page_assets`); what is missing, the page says.
 
     python tools/build_book.py --profile ci --out _build/ci
 """
@@ -169,6 +171,19 @@ def build(src: Path, out: Path) -> Path:
     return out / "_build" / "html" / "index.html"
 
 
+def tryit_assets(out: Path) -> dict:
+    """The Try it page's assets in the built book; the PyTorch reference for the browser
+    test beside ``html/``."""
+    from gardiffmini.export.page import PAGE_PROFILE, write_page_assets
+
+    html = out / "_build" / "html"
+    manifest = write_page_assets(html, PAGE_PROFILE, reference=html.parent / "tryit-reference.json")
+    weight = sum(manifest["files"].values())
+    print(f"Try it page: {weight:,} bytes of assets, built in {manifest['build_seconds']} s"
+          + "".join(f"\n  missing: {why}" for why in manifest["missing"]), flush=True)
+    return manifest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=os.environ.get("GARDIFF_PROFILE", "cpu"))
@@ -182,6 +197,10 @@ def main() -> None:
     timings["all notebooks"] = round(time.perf_counter() - start, 1)
     (out / "timings.json").write_text(json.dumps(timings, indent=2))
     index = build(src, out)
+    start = time.perf_counter()
+    tryit_assets(out)
+    timings["try it page"] = round(time.perf_counter() - start, 1)
+    (out / "timings.json").write_text(json.dumps(timings, indent=2))
     print(f"\nNotebook wall times (s): {json.dumps(timings)}")
     print(f"The book is at {index}")
 

@@ -47,6 +47,7 @@ PAGE_SOURCES = ROOT / "book" / "tryit"  # tryit.js, tryit.css
 ORT_DIST = Path("node_modules") / "onnxruntime-web" / "dist"
 ORT_FILES = {"script": "ort.wasm.min.js", "wasm": "ort-wasm-simd-threaded.wasm",
              "glue": "ort-wasm-simd-threaded.mjs"}
+PAGE_PROFILE = "cpu"  # the model the page runs, whatever profile the book is built at
 N_PERSONS = N_GARMENTS = 8
 NOISE_SEEDS = 8  # seeds 0..7 start from PyTorch's noise (torch.Generator), shipped
 STEP_COUNTS = (5, 10, 25, 50)
