@@ -118,8 +118,10 @@ def test_shipped_bases_load_only_for_their_vae():
         assert base.load_shipped_base(profile, "not-the-shipped-vae") is None
 
 
-def test_the_shipped_ci_base_fits_the_ci_unet():
+def test_the_shipped_ci_base_fits_the_ci_unet(tmp_path, monkeypatch):
     from gardiffmini.models.encoders import load_or_train_encoders
+
+    monkeypatch.setenv("GARDIFF_DATA", str(tmp_path))  # the CLIP it trains goes there
 
     vae, _ = load_or_train_encoders(CI, progress=False)
     weights = base.load_shipped_base(CI, train.weights_hash(vae))

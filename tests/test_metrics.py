@@ -76,16 +76,17 @@ def test_ssim_rejects_bad_inputs(textured):
 
 def test_lpips_reports_when_unavailable(textured, monkeypatch, tmp_path):
     image, _ = textured
-    if lpips_status() is None:
-        pytest.skip("LPIPS weights are present on this machine")
-    with pytest.raises(MetricUnavailable, match="LPIPS"):
-        lpips(image, image)
+    # torchvision found or not, and an empty torch hub folder, whatever this machine holds
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: object() if name == "torchvision" else
-                        real_find_spec(name, *a))
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    assert str(tmp_path / "checkpoints" / metrics.ALEXNET_WEIGHTS) in lpips_status()
+    for torchvision, reason in ((False, "torchvision"),
+                                (True, str(tmp_path / "checkpoints" / metrics.ALEXNET_WEIGHTS))):
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, found=torchvision: (object() if found else None)
+                            if name == "torchvision" else real_find_spec(name, *a))
+        monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+        assert reason in lpips_status()
+        with pytest.raises(MetricUnavailable, match="LPIPS"):
+            lpips(image, image)
 
 
 def test_inception_features_report_when_unavailable(textured, tmp_path):
