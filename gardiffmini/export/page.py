@@ -189,14 +189,16 @@ def _ort_assets(repo: Path) -> tuple[dict[str, str] | None, str | None]:
     }, None
 
 
-def write_page_assets(html: Path, profile: str | Profile = "cpu", repo: Path = ROOT,
-                      reference: Path | None = None) -> dict:
+def write_page_assets(html: Path, profile: str | Profile = PAGE_PROFILE, repo: Path = ROOT,
+                      reference: Path | None = None, weights: Path | None = None) -> dict:
     """Write the page's assets into ``html/tryit/`` and return the manifest.
 
     ``reference`` (a JSON path, outside the book) receives the PyTorch pipeline's image of
     :data:`REFERENCE` and the ONNX graphs' difference from it in onnxruntime for Python,
-    for the browser test. Anything missing (the shipped model, onnxruntime-web) is named in
-    the manifest, and the page says it, instead of failing the build.
+    for the browser test. ``weights``: the shipped model's safetensors (default: the
+    package's, :func:`~gardiffmini.export.weights.shipped_tryon_path`). Anything missing
+    (the shipped model, onnxruntime-web) is named in the manifest, and the page says it,
+    instead of failing the build.
     """
     profile = get_profile(profile)
     started = time.perf_counter()
@@ -212,8 +214,8 @@ def write_page_assets(html: Path, profile: str | Profile = "cpu", repo: Path = R
     if why:
         manifest["missing"].append(why)
     try:
-        record = tryon_record(profile)
-        pipeline = load_tryon(profile)
+        record = tryon_record(profile, weights)
+        pipeline = load_tryon(profile, weights)
     except (FileNotFoundError, ValueError) as error:
         manifest["missing"].append(str(error))
         pipeline = None
@@ -223,7 +225,7 @@ def write_page_assets(html: Path, profile: str | Profile = "cpu", repo: Path = R
         assets.update(model_assets)
         manifest.update(details)
         manifest["model"] = {
-            "weights": shipped_tryon_path(profile).name, "variant": record["variant"],
+            "weights": (weights or shipped_tryon_path(profile)).name, "variant": record["variant"],
             "run": record.get("run"), "parameters": record["parameters"],
             "commit": record.get("provenance", {}).get("commit"),
             "date": record.get("provenance", {}).get("date"),
