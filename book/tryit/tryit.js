@@ -66,7 +66,9 @@
     return array.data.subarray(index * size, (index + 1) * size);
   }
 
-  function megabytes(n) { return (n / 1e6).toFixed(1) + ' MB'; }
+  function megabytes(n) {
+    return n >= 1e6 ? (n / 1e6).toFixed(1) + ' MB' : Math.max(1, Math.round(n / 1e3)) + ' kB';
+  }
 
   // ---- noise: PyTorch's for the shipped seeds, else a seeded Gaussian drawn here ----
   function pageNoise(seed, n) {

@@ -210,6 +210,8 @@ def write_page_assets(html: Path, profile: str | Profile = PAGE_PROFILE, repo: P
         if source.suffix in (".js", ".css"):
             shutil.copy2(source, folder / source.name)
     manifest: dict = {"profile": profile.name, "missing": [], "files": {}}
+    if reference is not None:
+        reference.unlink(missing_ok=True)  # a stale one would test a page that cannot run
     assets, why = _ort_assets(repo)
     if why:
         manifest["missing"].append(why)
