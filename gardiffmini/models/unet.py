@@ -3,8 +3,10 @@
 GarDiff's denoiser sees 12 input channels: the noisy latent ``x_t``, the VAE latent of the
 warped garment ``E(I_w)`` and that of the garment-agnostic person ``E(I_a)`` (4 each), and
 predicts the noise (4 channels). It is either small, built from a profile, or a pretrained
-Stable Diffusion inpainting UNet (9 input channels) whose first convolution is widened to 12,
-the original weights kept and the new channels starting at zero.
+Stable Diffusion inpainting UNet (9 input channels, ``[x_t, mask, E(masked image)]``) whose
+first convolution is widened to 12: each pretrained weight moved to the input that means the
+same (``x_t`` to ``x_t``, the masked image to ``E(I_a)``), ``E(I_w)`` starting at zero and the
+mask channel dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
+from gardiffmini.models.memory import own_memory
 from gardiffmini.profiles import Profile, get_profile, norm_groups
 
 N_CONDITION_LATENTS = 3  # x_t, E(I_w), E(I_a)
@@ -49,38 +52,54 @@ def make_unet(profile: Profile | str) -> UNet2DConditionModel:
     )
 
 
-def widen_conv_in(unet: UNet2DConditionModel, in_channels: int = 12) -> UNet2DConditionModel:
-    """Give ``unet`` a first convolution with ``in_channels`` inputs, in place.
+def widen_conv_in(unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """Give a pretrained ``unet`` GarDiff's input ``[x_t, E(I_w), E(I_a)]``, in place.
 
-    The original weights are kept for the first channels and the new channels start at zero,
-    so the widened UNet computes exactly what the original did while the new inputs are zero.
+    With ``c = unet.config.out_channels`` latent channels, the first convolution becomes one
+    with ``3c`` inputs, each pretrained weight moved to the input that means the same:
+
+    - Stable Diffusion inpainting (``2c + 1`` inputs, ``[x_t, mask, E(masked image)]``):
+      ``x_t`` stays ``x_t``; the masked image's weights read ``E(I_a)``, the person with the
+      garment region greyed out; ``E(I_w)``'s weights start at zero; the mask's weights are
+      **dropped**, since GarDiff's input has no mask channel (GARDIFF.md, "UNet input"). The
+      widened UNet fed ``E(I_w) = 0`` computes what the original computes with mask 0 and
+      ``E(I_a)`` as the masked image; fine-tuning teaches it to find the hole from ``E(I_a)``.
+    - A text-to-image UNet (``c`` inputs, ``x_t``): ``x_t`` stays; both latents start at zero.
+    - A UNet that already has ``3c`` inputs is returned as it is.
+
     ``unet.config.in_channels`` is updated, so ``save_pretrained``/``from_pretrained`` work.
     """
     old = unet.conv_in
-    if in_channels < old.in_channels:
-        raise ValueError(f"widen_conv_in: in_channels={in_channels} is fewer than the UNet's "
-                         f"{old.in_channels}; expected at least {old.in_channels}")
-    if in_channels == old.in_channels:
+    c = unet.config.out_channels
+    if old.in_channels == N_CONDITION_LATENTS * c:
         return unet
+    if old.in_channels not in (c, 2 * c + 1):
+        raise ValueError(
+            f"widen_conv_in: a UNet with {old.in_channels} input channels and {c} output "
+            f"channels; expected {c} (text-to-image: x_t), {2 * c + 1} (inpainting: x_t, "
+            f"mask, masked image) or {N_CONDITION_LATENTS * c} (already [x_t, E(I_w), E(I_a)])")
     new = torch.nn.Conv2d(
-        in_channels, old.out_channels, kernel_size=old.kernel_size, stride=old.stride,
-        padding=old.padding, bias=old.bias is not None,
+        N_CONDITION_LATENTS * c, old.out_channels, kernel_size=old.kernel_size,
+        stride=old.stride, padding=old.padding, bias=old.bias is not None,
     ).to(device=old.weight.device, dtype=old.weight.dtype)
     with torch.no_grad():
         new.weight.zero_()
-        new.weight[:, : old.in_channels] = old.weight
+        new.weight[:, :c] = old.weight[:, :c]  # x_t
+        if old.in_channels == 2 * c + 1:  # the masked image's weights read E(I_a)
+            new.weight[:, 2 * c:] = old.weight[:, c + 1:]
         if old.bias is not None:
             new.bias.copy_(old.bias)
     unet.conv_in = new
-    unet.register_to_config(in_channels=in_channels)
+    unet.register_to_config(in_channels=N_CONDITION_LATENTS * c)
     return unet
 
 
-def load_pretrained_unet(
-    model_id_or_path: str | Path, subfolder: str | None = "unet", in_channels: int = 12
-) -> UNet2DConditionModel:
-    """A pretrained UNet (e.g. Stable Diffusion 2 inpainting, 9 channels) widened to
-    ``in_channels``. ``model_id_or_path`` is a Hugging Face model id (downloads) or a local folder.
+def load_pretrained_unet(model_id_or_path: str | Path,
+                         subfolder: str | None = "unet") -> UNet2DConditionModel:
+    """A pretrained UNet (e.g. Stable Diffusion 2 inpainting, 9 channels) given GarDiff's input
+    by :func:`widen_conv_in`, its weights in memory of their own
+    (:func:`~gardiffmini.models.memory.own_memory`). ``model_id_or_path`` is a Hugging Face
+    model id (downloads) or a local folder.
     """
     unet = UNet2DConditionModel.from_pretrained(str(model_id_or_path), subfolder=subfolder)
-    return widen_conv_in(unet, in_channels)
+    return own_memory(widen_conv_in(unet))
