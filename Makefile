@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 BUILD := _build
 export GARDIFF_DATA ?= $(CURDIR)/data
 
-.PHONY: venv data book test unit notebooks-check book-check reproduce clean
+.PHONY: venv data book test unit notebooks-check book-check reproduce dryrun clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ book-check: venv
 	GARDIFF_BOOK_HTML=$(BUILD)/ci/_build/html $(BIN)/pytest -p no:cacheprovider tests/test_book_browser.py
 
 test: unit notebooks-check book-check
+
+# every chapter at PROFILE's shapes (image size, widths, latent channels) with each step count
+# and data size cut to a few (GARDIFF_DRY_RUN); its data go to _build/dryrun-PROFILE/data
+dryrun: venv
+	$(BIN)/python tools/dryrun.py --profile $(PROFILE) --out $(BUILD)/dryrun-$(PROFILE)
 
 reproduce: data
 	$(BIN)/python -m gardiffmini reproduce --profile $(PROFILE) --seeds 3

@@ -162,10 +162,29 @@ def norm_groups(channels: tuple[int, ...] | list[int]) -> int:
     return math.gcd(min(32, min(channels) // 4), *channels)
 
 
+DRY_RUN_ENV = "GARDIFF_DRY_RUN"
+# what a dry run cuts every step count and data size to (min with the profile's own)
+DRY_RUN_LIMITS = {
+    "n_train": 16, "n_test": 8, "batch_size": 2, "vae_steps": 2, "clip_steps": 2,
+    "probe_steps": 2, "base_steps": 2, "diffusion_steps": 2, "warmup_steps": 1,
+    "sample_steps": 2, "n_eval": 4,
+}
+
+
+def dry_run(profile: Profile) -> Profile:
+    """``profile`` at its own shapes (image size, widths, latent channels, tokens) with every
+    step count and data-set size cut to a few (:data:`DRY_RUN_LIMITS`): a check that the code
+    runs end to end at those shapes, in minutes on a CPU, not a result."""
+    return replace(profile, **{key: min(getattr(profile, key), limit)
+                               for key, limit in DRY_RUN_LIMITS.items()})
+
+
 def get_profile(name: str | Profile | None = None, **overrides) -> Profile:
     """Return the profile called ``name`` (default: ``$GARDIFF_PROFILE``, else ``cpu``).
 
     Keyword ``overrides`` replace single fields, e.g. ``get_profile("cpu", n_train=500)``.
+    With ``$GARDIFF_DRY_RUN`` set (to anything but ``0``), the result is cut to a
+    :func:`dry_run`: ``make dryrun PROFILE=gpu`` runs every chapter so.
     """
     if isinstance(name, Profile):
         profile = name
@@ -174,4 +193,5 @@ def get_profile(name: str | Profile | None = None, **overrides) -> Profile:
         if name not in PROFILES:
             raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}")
         profile = PROFILES[name]
-    return replace(profile, **overrides) if overrides else profile
+    profile = replace(profile, **overrides) if overrides else profile
+    return dry_run(profile) if os.environ.get(DRY_RUN_ENV, "0") != "0" else profile

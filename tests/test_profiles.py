@@ -34,3 +34,19 @@ def test_evaluation_settings_are_not_part_of_a_training_runs_identity():
     assert base.training_fields() == other.training_fields()
     assert not set(EVALUATION_FIELDS) & set(base.training_fields())
     assert get_profile("cpu", diffusion_steps=5).training_fields() != base.training_fields()
+
+
+def test_a_dry_run_keeps_the_shapes_and_cuts_steps_and_data(monkeypatch):
+    gpu = get_profile("gpu")
+    monkeypatch.setenv("GARDIFF_DRY_RUN", "1")
+    dry = get_profile("gpu")
+    shapes = ("height", "width", "vae_channels", "latent_channels", "unet_channels",
+              "clip_width", "clip_layers", "cross_attention_dim", "clip_tokens")
+    assert all(getattr(dry, key) == getattr(gpu, key) for key in shapes)
+    assert (dry.n_train, dry.n_test, dry.n_eval, dry.batch_size) == (16, 8, 4, 2)
+    assert (dry.vae_steps, dry.diffusion_steps, dry.base_steps, dry.sample_steps) == (2, 2, 2, 2)
+    assert get_profile(dry) == dry  # cut once: resolving again changes nothing
+    assert get_profile("paper").base_steps == 0  # what is already below the cut stays
+    assert get_profile("gpu", n_train=4).n_train == 4
+    monkeypatch.setenv("GARDIFF_DRY_RUN", "0")
+    assert get_profile("gpu") == gpu
