@@ -409,8 +409,9 @@ def test_checks_catch_what_they_should(browser, tmp_path):
 TRYIT_PAGE = "book/tryit.html"
 # the page's 5-step try-on against the PyTorch pipeline's, per pixel and channel, in 1/255
 TRYIT_TOLERANCE = 3
-# seconds the page may take to load the model and sample (5 steps take a few seconds)
-TRYIT_TIMEOUT = 240
+# seconds the page may take to load the model and sample (5 steps take a few seconds; below
+# the 120 s in which selenium gives up on a command)
+TRYIT_TIMEOUT = 100
 
 # Picks a person and a garment, sets seed, steps and guidance through the page's controls,
 # presses the button and waits for the result: returns the state, the timing and the result

@@ -199,10 +199,10 @@
     ui.progress = el('progress', {max: '1', value: '0', 'class': 'tryit-progress'});
     ui.stepLabel = el('span', {'class': 'tryit-step', text: ''});
     root.appendChild(el('div', {}, [ui.progress, ui.stepLabel]));
-    var x0 = figure('current estimate of x0, decoded');
+    var x0 = figure('estimate of x0, decoded');
     var result = figure('try-on (the model)');
     var paste = figure('warp + paste (no model)');
-    ui.x0 = x0.canvas; ui.result = result.canvas; ui.paste = paste.canvas;
+    ui.x0 = x0.canvas; ui.x0Caption = x0.box.querySelector('figcaption'); ui.result = result.canvas; ui.paste = paste.canvas;
     ui.result.id = 'tryit-result';
     root.appendChild(el('div', {'class': 'tryit-figures'}, [x0.box, result.box, paste.box]));
     root.appendChild(ui.status);
@@ -281,6 +281,9 @@
                                     agnostic_mask: agnosticMask})
           .then(function (out) { return out.image.data; });
       }
+      // decoding costs about as much as a denoising step: the x0 estimate is shown about ten
+      // times a run (every step up to 10 steps), always at the last step
+      var every = Math.ceil(steps / 10), previews = 0;
       var started = performance.now(), modelMs = 0;
       ui.progress.max = steps;
       ui.progress.value = 0;
@@ -302,10 +305,15 @@
             x0[k] = c * latents[k] + d * eps[k];
           }
           latents = next;
+          if ((i + 1) % every && i + 1 < steps) { return null; }
+          previews += 1;
           return decode(x0);
         }).then(function (image) {
           modelMs += performance.now() - before;
-          draw(ui.x0, image, h, w, false);
+          if (image) {
+            draw(ui.x0, image, h, w, false);
+            ui.x0Caption.textContent = 'estimate of x0 at step ' + (i + 1) + ', decoded';
+          }
           i += 1;
           ui.progress.value = i;
           ui.stepLabel.textContent = ' step ' + i + ' / ' + steps + ' \u00b7 t = ' + t
@@ -319,9 +327,11 @@
         var ms = performance.now() - started;
         api.last = {person: person, garment: garment, seed: seed, steps: steps,
                     guidance: guidance, ms: ms, modelMs: modelMs, loadMs: api.loadMs,
+                    previews: previews,
                     pytorchNoise: seed < gallery.noise_seeds};
         say(steps + ' steps in ' + (ms / 1000).toFixed(2) + ' s ('
-            + (ms / steps).toFixed(0) + ' ms a step, the x0 previews included; loading took '
+            + (ms / steps).toFixed(0) + ' ms a step, ' + previews + ' x0 previews included; '
+            + 'loading took '
             + (api.loadMs / 1000).toFixed(2) + ' s). Seed ' + seed
             + (seed < gallery.noise_seeds ? ' starts from PyTorch\'s noise for that seed.'
               : ' draws its noise in the page.'));
