@@ -117,7 +117,9 @@ class OrientedFilterBank(nn.Module):
             responses = F.conv2d(padded, self.gabor.repeat(channels, 1, 1, 1), groups=channels)
             responses = responses.view(batch, channels, 2, self.n_orientations, *level.shape[-2:])
             even, odd = responses[:, :, 0], responses[:, :, 1]
-            energy = torch.sqrt(even**2 + odd**2 + 1e-12)
+            # in float32 also under fp16 autocast: there 1e-12 rounds to 0 and the gradient
+            # of sqrt at 0 is infinite (every fp16 step of the appearance loss was NaN)
+            energy = torch.sqrt(even.float() ** 2 + odd.float() ** 2 + 1e-12)
             rectified = [F.relu(even).flatten(1, 2), F.relu(-even).flatten(1, 2)]
             maps.append(torch.cat([level, *rectified, energy.flatten(1, 2)], dim=1))
         return maps
