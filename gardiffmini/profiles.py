@@ -7,7 +7,8 @@ nothing else is edited to change scale.
 
 - ``ci``: each notebook finishes in well under a minute on two CPU cores (for CI).
 - ``cpu``: legible results on a laptop in minutes.
-- ``gpu``: the paper's shape on one free-tier GPU.
+- ``gpu``: the paper's shape on one free-tier GPU (a T4: about 50 minutes for the book,
+  estimated).
 - ``paper``: the paper's setting (512x384, Stable Diffusion sized, pretrained weights).
 """
 
@@ -114,16 +115,18 @@ PROFILES: dict[str, Profile] = {
         learning_rate=2e-3, warmup_steps=50, encoder_learning_rate=5e-4,
         sample_steps=25, guidance_scale=2.0, n_eval=128, appearance_samples=2,
     ),
+    # sized for a free T4 (tools/time_estimate.py, book/results/time-gpu-t4.json): every
+    # chapter within 20 minutes and the book within 90 at 15 TFLOP/s, estimated
     "gpu": Profile(
-        name="gpu", height=256, width=192, n_train=10000, n_test=512,
+        name="gpu", height=256, width=192, n_train=4000, n_test=256,
         vae_channels=(64, 128, 256, 256), latent_channels=4,
         clip_width=256, clip_layers=6, clip_heads=8, clip_patch=16, clip_embed_dim=256,
         unet_channels=(128, 256, 256), unet_layers_per_block=2, unet_head_dim=32,
         cross_attention_dim=256, clip_tokens=4,
-        batch_size=32, vae_steps=4000, clip_steps=4000, probe_steps=2000,
-        base_steps=20000, diffusion_steps=20000,
-        learning_rate=2e-4, warmup_steps=500, encoder_learning_rate=2e-4,
-        sample_steps=50, guidance_scale=2.5, n_eval=512,
+        batch_size=16, vae_steps=2000, clip_steps=4000, probe_steps=2000,
+        base_steps=8000, diffusion_steps=1000,
+        learning_rate=2e-4, warmup_steps=100, encoder_learning_rate=2e-4,
+        sample_steps=25, guidance_scale=2.5, n_eval=128, appearance_samples=2,
     ),
     "paper": Profile(
         name="paper", height=512, width=384, n_train=11647, n_test=2032,

@@ -2,6 +2,8 @@
 
     python tools/memory_estimate.py                  # writes book/results/memory-paper.json
     python tools/memory_estimate.py --profile gpu    # the gpu profile, at its own batch
+    python tools/memory_estimate.py --profile gpu --precision fp16 --no-checkpointing \
+        --budget-gb 16                               # as the book trains it on a free T4
 
 The step is the library's own (:func:`gardiffmini.train.diffusion_step_loss` for Base + GFA
 + AL, then AdamW and the EMA update, as :func:`~gardiffmini.train.train_variant` runs it) at
@@ -53,6 +55,7 @@ from gardiffmini.runs import step_generator
 BLOCK = 512  # bytes: the CUDA caching allocator rounds every allocation up to this
 PAPER_BATCH = 2
 GB = 1e9
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def sd2_vae() -> AutoencoderKL:
@@ -159,6 +162,12 @@ def main() -> None:
     parser.add_argument("--profile", default="paper", choices=sorted(PROFILES))
     parser.add_argument("--batch", type=int, default=None,
                         help=f"default: {PAPER_BATCH} at paper, else the profile's batch size")
+    parser.add_argument("--precision", default="bf16", choices=sorted(PRECISIONS),
+                        help="autocast dtype (fp16 where a GPU has no bf16, as a T4)")
+    parser.add_argument("--no-checkpointing", action="store_true",
+                        help="no gradient checkpointing, as train_variant's default Speed")
+    parser.add_argument("--budget-gb", type=float, default=24.0,
+                        help="the GPU's memory (24: the paper's GPUs; 16: a T4)")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: book/results/memory-<profile>.json")
     args = parser.parse_args()
@@ -166,21 +175,24 @@ def main() -> None:
     batch = args.batch or (PAPER_BATCH if profile.name == "paper" else profile.batch_size)
     out = args.out or Path(f"book/results/memory-{profile.name}.json")
     started = time.perf_counter()
-    numbers = estimate(profile.name, batch)
+    checkpointing = not args.no_checkpointing
+    numbers = estimate(profile.name, batch, PRECISIONS[args.precision], checkpointing)
     result = {
         "kind": "estimate (no GPU measured it)",
         "configuration": f"{profile.name} profile, Base + GFA + AL, {profile.height}x"
-                         f"{profile.width}, batch {batch}, bf16 autocast, gradient "
-                         "checkpointing (UNet and VAE decoder), AdamW (foreach), EMA weights "
-                         "on the device, appearance loss as the profile sets it",
+                         f"{profile.width}, batch {batch}, {args.precision} autocast, "
+                         + ("gradient checkpointing (UNet and VAE decoder)" if checkpointing
+                            else "no gradient checkpointing")
+                         + ", AdamW (foreach), EMA weights on the device, appearance loss as "
+                           "the profile sets it",
         "method": "FakeTensorMode (no data) and a TorchDispatchMode that keeps the peak of "
                   "the live storage bytes over two training steps, each storage rounded up "
                   "to 512 bytes; not counted: CUDA context (~0.5 GB), allocator "
                   "fragmentation, the CLIP image encoder (embeddings cached), the training "
                   "set (on the host)",
         **numbers,
-        "budget_gb": 24,
-        "fits_budget": numbers["peak_gb"] + 0.5 <= 24,
+        "budget_gb": args.budget_gb,
+        "fits_budget": numbers["peak_gb"] + 0.5 <= args.budget_gb,
         "provenance": {"commit": git_commit(), "torch": torch.__version__,
                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        "seconds": round(time.perf_counter() - started, 1),
