@@ -225,9 +225,12 @@ def test_toyviton_paired_reads_the_given_warp(toyviton_root):
     torch.testing.assert_close(sample["keypoints"], flat)  # ci size: no scaling
 
 
-def test_toyviton_unpaired_falls_back_to_tps_and_resizes(toyviton_root):
+def test_toyviton_unpaired_reads_its_exact_warps_or_computes_them_and_resizes(toyviton_root):
     data = VitonHD(toyviton_root, "test", "unpaired", size=(32, 24))
-    assert len(data) == 16 and not any(data.given_warp)
+    assert len(data) == 16 and all(data.given_warp)  # written beside the unpaired truth
+    assert data.has_truth and data[0]["truth"].shape == (3, 32, 24)
+    data = VitonHD(toyviton_root, "test", "unpaired", size=(32, 24), warp="tps")
+    assert not any(data.given_warp)
     sample = data[3]
     assert_sample(sample, 32, 24)
     assert sample["person_name"] != sample["cloth_name"]
@@ -236,13 +239,14 @@ def test_toyviton_unpaired_falls_back_to_tps_and_resizes(toyviton_root):
 
 def test_toyviton_three_column_pair_file_and_forced_tps(toyviton_root, tmp_path):
     pairs = tmp_path / "gp_vton_pairs.txt"
-    pairs.write_text("00001_00.jpg 00001_00.jpg paired\n00002_00.jpg 00005_00.jpg unpaired\n")
+    # 00002 wears 00007: not one of the unpaired pairs, whose exact warps ToyVITON writes
+    pairs.write_text("00001_00.jpg 00001_00.jpg paired\n00002_00.jpg 00007_00.jpg unpaired\n")
     data = VitonHD(toyviton_root, "test", "unpaired", pairs_file=pairs, warp="tps")
     assert data.given_warp == [False, False]
     assert [data[i]["tag"] for i in range(2)] == ["paired", "unpaired"]
-    assert data[1]["cloth_name"] == "00005_00.jpg"
+    assert data[1]["cloth_name"] == "00007_00.jpg"
     auto = VitonHD(toyviton_root, "test", "unpaired", pairs_file=pairs)
     assert auto.given_warp == [True, False]  # the person's own garment has a given warp
-    with pytest.raises(VitonHDLayoutError, match="00002_00__00005_00.jpg not found: warp='given' "
+    with pytest.raises(VitonHDLayoutError, match="00002_00__00007_00.jpg not found: warp='given' "
                        "needs the warp of every pair"):
         VitonHD(toyviton_root, "test", "unpaired", pairs_file=pairs, warp="given")

@@ -9,6 +9,16 @@ here, so that the two layouts are told apart in one place, by their folders:
 - the **DressCode root** above them is refused, naming the category folders to pass;
 - anything else is read as the **VITON-HD layout** (the real release or ToyVITON) by
   :class:`~gardiffmini.data.vitonhd.VitonHD`, which says what is missing.
+
+Which warped garment ``I_w`` a model is given is the *warp protocol* (:data:`WARPS`):
+
+- ``"computed"``, what a user of real data has: the warp of :mod:`gardiffmini.data.warp`
+  (the torso by TPS, the sleeves along the arms). On ToyVITON it is computed from the
+  garment and the keypoints, never read from ``cloth-warp/``, which holds ToyVITON's exact
+  warp; elsewhere the warps written in ``cloth-warp/`` (by ``python -m gardiffmini warp`` or
+  your own warping module) are read, and computed where none is written.
+- ``"oracle"``: ToyVITON's exact warp (the garment as it lies on the body, arms left out),
+  which no real data set has: every pair's ``cloth-warp/`` file is required.
 """
 
 from __future__ import annotations
@@ -18,8 +28,26 @@ from pathlib import Path
 from gardiffmini.data import dresscode
 from gardiffmini.data.dresscode import DressCode
 from gardiffmini.data.layout import VitonHDLayoutError
+from gardiffmini.data.toyviton import METADATA_FILE as TOYVITON_RECORD
 from gardiffmini.data.vitonhd import VitonHD, check_layout
 from gardiffmini.profiles import Profile
+
+WARPS = ("computed", "oracle")
+
+
+def is_toyviton(root: Path | str) -> bool:
+    """Whether ``root`` is a ToyVITON data set (it holds ToyVITON's record)."""
+    return (Path(root) / TOYVITON_RECORD).is_file()
+
+
+def loader_warp(root: Path | str, warp: str) -> str:
+    """The :class:`VitonHD` ``warp`` option that gives the warp protocol ``warp`` at ``root``
+    (see the module's docstring)."""
+    if warp not in WARPS:
+        raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
+    if warp == "oracle":
+        return "given"
+    return "tps" if is_toyviton(root) else "auto"
 
 
 def layout_of(root: Path | str) -> str:
@@ -49,12 +77,17 @@ def check_data(root: Path | str, split: str = "train", pairing: str = "paired",
 def open_dataset(
     root: Path | str, split: str = "train", pairing: str = "paired",
     size: tuple[int, int] | str | Profile | None = None,
-    pairs_file: str | Path | None = None,
+    pairs_file: str | Path | None = None, warp: str = "computed",
 ) -> VitonHD | DressCode:
     """The dataset of ``split`` and ``pairing`` at ``root`` in its layout (see the module's
-    docstring), its images of ``size``, its pairs from ``pairs_file`` where given."""
+    docstring), its images of ``size``, its pairs from ``pairs_file`` where given, its warped
+    garments by the protocol ``warp`` (:data:`WARPS`; DressCode reads or computes its warps
+    as :class:`~gardiffmini.data.dresscode.DressCode` says and has no oracle)."""
     root = Path(root)
     if layout_of(root) == "dresscode":
+        if warp == "oracle":
+            raise ValueError(f"{root}: DressCode has no exact warps; use warp='computed'")
         return DressCode(root.parent, split, pairing, categories=root.name, size=size,
                          pairs_file=pairs_file)
-    return VitonHD(root, split, pairing, size=size, pairs_file=pairs_file)
+    return VitonHD(root, split, pairing, size=size, pairs_file=pairs_file,
+                   warp=loader_warp(root, warp))

@@ -65,6 +65,11 @@ WARP_FILES = {
     "cloth-warp": "{stem}.jpg",
     "cloth-warp-mask": "{stem}.png",
 }
+# ToyVITON only: the unpaired truth (the person wearing another garment), NAME__CLOTH as warps
+TRUTH_FILES = {
+    "image-tryon": "{stem}.jpg",
+    "image-parse-tryon": "{stem}.png",
+}
 ATTRIBUTES_FILE = "cloth-attributes.json"
 
 # OpenPose BODY_25, the keypoint order of VITON-HD's openpose_json
@@ -87,6 +92,9 @@ PARSE_LABELS = (
     "left-leg", "right-leg", "left-shoe", "right-shoe",
 )
 PARSE = {name: i for i, name in enumerate(PARSE_LABELS)}
+GARMENT_LABELS = (PARSE["upper-clothes"], PARSE["dress"], PARSE["coat"])
+# bare skin of the try-on region: ToyVITON labels the torso's skin (neckline, bare midriff) neck
+SKIN_LABELS = (PARSE["neck"], PARSE["left-arm"], PARSE["right-arm"])
 
 
 def stem(filename: str) -> str:
@@ -106,11 +114,22 @@ def pair_file_candidates(split: str, pairing: str) -> tuple[str, ...]:
     return tuple(name for name in (PAIR_FILES.get(key), PAIR_FILE_FALLBACKS.get(key)) if name)
 
 
+def pair_stem(person: str, cloth: str) -> str:
+    """The stem of a file about ``person`` wearing ``cloth``: ``NAME`` for their own garment,
+    ``NAME__CLOTH`` for another one."""
+    return stem(person) if stem(person) == stem(cloth) else f"{stem(person)}__{stem(cloth)}"
+
+
 def warp_path(root: Path | str, split: str, folder: str, person: str, cloth: str) -> Path:
     """Path of a written warp (``folder`` in :data:`WARP_FILES`) of ``cloth`` onto ``person``:
     ``NAME.ext`` for the person's own garment, ``NAME__CLOTH.ext`` for another one."""
-    name = stem(person) if stem(person) == stem(cloth) else f"{stem(person)}__{stem(cloth)}"
-    return Path(root) / split / folder / WARP_FILES[folder].format(stem=name)
+    return Path(root) / split / folder / WARP_FILES[folder].format(stem=pair_stem(person, cloth))
+
+
+def truth_path(root: Path | str, split: str, folder: str, person: str, cloth: str) -> Path:
+    """Path of ToyVITON's rendered truth (``folder`` in :data:`TRUTH_FILES`) of ``person``
+    wearing ``cloth``, named as :func:`warp_path` names warps (``NAME__CLOTH.ext``)."""
+    return Path(root) / split / folder / TRUTH_FILES[folder].format(stem=pair_stem(person, cloth))
 
 
 def cloth_path(root: Path | str, split: str, folder: str, name: str) -> Path:

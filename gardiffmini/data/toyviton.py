@@ -8,6 +8,11 @@ arms in front and without shading, is the ground-truth warp (``cloth-warp``,
 ``cloth-warp-mask``) that a warping module such as a TPS should approach. In about 30% of
 the pairs a forearm crosses in front of the torso, so pasting the warp is not enough.
 
+Because every person and garment is drawn here, ToyVITON can also render what no real data
+set has: the **unpaired truth**, each unpaired test person wearing the requested garment
+(same body, pose, arms and background), written beside the layout (:data:`TRUTH_FILES`,
+``NAME__CLOTH``), with its label map and the requested garment's exact warp.
+
 :func:`render_sample` makes one pair in memory; :func:`generate` writes a whole data set
 (several processes, deterministic for a seed whatever their number).
 """
@@ -26,7 +31,12 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from gardiffmini.data.bodies import Canvas, grid, keypoints, paint_body, sample_body
-from gardiffmini.data.garments import draw_flat_garment, garment_map, sample_attributes
+from gardiffmini.data.garments import (
+    FlatGarment,
+    draw_flat_garment,
+    garment_map,
+    sample_attributes,
+)
 from gardiffmini.data.layout import (
     ATTRIBUTES_FILE,
     CLOTH_FILES,
@@ -34,14 +44,20 @@ from gardiffmini.data.layout import (
     PARSE,
     PERSON_FILES,
     SPLITS,
+    TRUTH_FILES,
     WARP_FILES,
     cloth_path,
     openpose_json,
     person_path,
+    truth_path,
+    warp_path,
 )
 from gardiffmini.paths import toyviton_root
 from gardiffmini.profiles import Profile, get_profile
 
+# The version of the bytes of the layout's files. The unpaired truth (added 2026-12-06) leaves
+# them unchanged, so the shipped weights identified by this record stay valid; a data set
+# written without the truth is incomplete (:func:`_is_complete`) and is written again.
 TOYVITON_VERSION = 1
 METADATA_FILE = "toyviton.json"
 JPEG_QUALITY = 95
@@ -80,8 +96,21 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.broadcast_to(top * (1 - ramp) + bottom * ramp, (height, width, 3)).astype(np.float32)
 
 
-def render_sample(rng: np.random.Generator, height: int, width: int) -> dict:
+def draw_garment(rng: np.random.Generator, height: int, width: int) -> tuple[dict, FlatGarment]:
+    """The attributes and flat garment of the pair whose generator is ``rng``: drawn after the
+    body, in :func:`render_sample`'s order, so that another person can wear it."""
+    sample_body(rng, height, width)
+    attributes = sample_attributes(rng)
+    return attributes, draw_flat_garment(attributes, rng, height, width)
+
+
+def render_sample(rng: np.random.Generator, height: int, width: int,
+                  garment_rng: np.random.Generator | None = None) -> dict:
     """Render one ToyVITON pair in memory.
+
+    With ``garment_rng`` (the generator of another pair, :func:`sample_rng`) the person of
+    ``rng`` wears that pair's garment instead of their own: same body, pose, arms and
+    background. This is the unpaired try-on's ground truth.
 
     Returns uint8 images ``person``, ``cloth``, ``agnostic``, ``densepose``, ``pose_image``,
     ``warped_cloth`` (``(H, W, 3)``), masks ``cloth_mask``, ``agnostic_mask``,
@@ -93,6 +122,8 @@ def render_sample(rng: np.random.Generator, height: int, width: int) -> dict:
     body = sample_body(rng, height, width)
     attributes = sample_attributes(rng)
     flat = draw_flat_garment(attributes, rng, height, width)
+    if garment_rng is not None:
+        attributes, flat = draw_garment(garment_rng, height, width)
     points = keypoints(body, height, width, rng)
     canvas = Canvas(_background(rng, height, width))
     paint_body(canvas, body)
@@ -220,11 +251,34 @@ def write_sample(root: Path, split: str, name: str, sample: dict) -> None:
     save(sample["warped_mask"], person_path(root, split, "cloth-warp-mask", name))
 
 
-def _render_and_write(task: tuple[str, str, int, int, int, int]) -> tuple[str, str, dict]:
-    root, split, index, seed, height, width = task
+def write_truth(root: Path, split: str, person: str, cloth: str, sample: dict) -> None:
+    """Write the rendered truth of ``person`` wearing ``cloth`` (:func:`render_sample` with
+    the garment's generator) beside the layout: the photo and label map
+    (:data:`~gardiffmini.data.layout.TRUTH_FILES`) and the garment's exact warp
+    (``cloth-warp/NAME__CLOTH``), all named by :func:`~gardiffmini.data.layout.pair_stem`."""
+    Image.fromarray(sample["person"]).save(truth_path(root, split, "image-tryon", person, cloth),
+                                           quality=JPEG_QUALITY)
+    parse = Image.fromarray(sample["parse"], mode="P")
+    parse.putpalette(LIP_PALETTE)
+    parse.save(truth_path(root, split, "image-parse-tryon", person, cloth))
+    Image.fromarray(sample["warped_cloth"]).save(
+        warp_path(root, split, "cloth-warp", person, cloth), quality=JPEG_QUALITY)
+    Image.fromarray(sample["warped_mask"]).save(
+        warp_path(root, split, "cloth-warp-mask", person, cloth))
+
+
+Task = tuple[str, str, int, int, int, int, int | None]
+
+
+def _render_and_write(task: Task) -> tuple[str, str, dict]:
+    root, split, index, seed, height, width, garment = task
     sample = render_sample(sample_rng(seed, split, index), height, width)
     name = pair_name(index)
     write_sample(Path(root), split, name, sample)
+    if garment is not None:
+        truth = render_sample(sample_rng(seed, split, index), height, width,
+                              garment_rng=sample_rng(seed, split, garment))
+        write_truth(Path(root), split, name, pair_name(garment), truth)
     return split, name, sample["attributes"]
 
 
@@ -234,11 +288,15 @@ def _is_complete(root: Path, metadata: dict) -> bool:
         return False
     if not all((root / name).exists() for name in PAIR_FILES.values()):
         return False
-    counts = {"train": metadata["n_train"], "test": metadata["n_test"]}
-    folders = [*PERSON_FILES, *CLOTH_FILES, *WARP_FILES]
-    return all((root / split / ATTRIBUTES_FILE).exists()
-               and len(os.listdir(root / split / folder)) == counts[split]
-               for split in SPLITS for folder in folders)
+    n_train, n_test = metadata["n_train"], metadata["n_test"]
+    unpaired = n_test if n_test else 0  # the test split's warps include the unpaired truth's
+    counts = {(split, folder): {"train": n_train, "test": n_test}[split]
+              for split in SPLITS for folder in (*PERSON_FILES, *CLOTH_FILES, *WARP_FILES)}
+    counts |= {("test", folder): n_test + unpaired for folder in WARP_FILES}
+    counts |= {("test", folder): unpaired for folder in TRUTH_FILES}
+    return (all((root / split / ATTRIBUTES_FILE).exists() for split in SPLITS)
+            and all(len(os.listdir(root / split / folder)) == count
+                    for (split, folder), count in counts.items()))
 
 
 def _clear(root: Path) -> None:
@@ -307,10 +365,14 @@ def generate(root: str | Path, profile: str | Profile = "cpu", seed: int = 0,
     for split in SPLITS:
         for folder in (*PERSON_FILES, *CLOTH_FILES, *WARP_FILES):
             (root / split / folder).mkdir(parents=True, exist_ok=True)
+    for folder in TRUTH_FILES:
+        (root / "test" / folder).mkdir(parents=True, exist_ok=True)
     (root / METADATA_FILE).write_text(json.dumps({**metadata, "complete": False}, indent=1))
 
-    tasks = [(str(root), split, i, seed, profile.height, profile.width)
-             for split, n in (("train", n_train), ("test", n_test)) for i in range(n)]
+    tasks = [(str(root), "train", i, seed, profile.height, profile.width, None)
+             for i in range(n_train)]
+    tasks += [(str(root), "test", i, seed, profile.height, profile.width, unpaired[i])
+              for i in range(n_test)]
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
     attributes: dict[str, dict] = {split: {} for split in SPLITS}
     bar = tqdm(total=len(tasks), desc=f"ToyVITON {profile.name}", unit="pair", disable=not progress)

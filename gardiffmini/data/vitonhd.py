@@ -8,6 +8,9 @@ returns every input a try-on model sees, resized to one size::
     parse                                                    int64 (H, W), LIP labels
     keypoints                                                float (25, 3): x, y, confidence
     person_name, cloth_name, tag                             str
+    truth, truth_parse        the person wearing the pair's garment, and its labels: the
+                              photo and parse for paired pairs; ToyVITON's rendered unpaired
+                              truth where it is written (``has_truth``), else absent
 
 *Paired* means the person wears their own garment: as in the loaders of the field, the
 garment's name is the person's name (first column of the pair file). *Unpaired* takes the
@@ -72,6 +75,11 @@ FIELDS = {
     "warped_mask": ("cloth-warp-mask", "mask"),
 }
 WARP_KEYS = ("warped_cloth", "warped_mask")
+# ToyVITON's unpaired truth (sample key -> folder, kind), beside the layout
+TRUTH_FIELDS = {
+    "truth": ("image-tryon", "image"),
+    "truth_parse": ("image-parse-tryon", "labels"),
+}
 KEYPOINTS_FOLDER = "openpose_json"
 
 
@@ -241,6 +249,8 @@ class VitonHD(Dataset):
             )
         self.pairs = pairs
         self.given_warp = [self._uses_given_warp(pair) for pair in pairs]
+        self.has_truth = pairing == "paired" or all(
+            path.is_file() for pair in pairs for path in self._truth_paths(pair).values())
         self._check_pairs(check_images)
 
     # ---- construction-time checks -------------------------------------------------------
@@ -257,6 +267,10 @@ class VitonHD(Dataset):
     def _warp_paths(self, pair: Pair) -> dict[str, Path]:
         return {key: layout.warp_path(self.root, self.split, FIELDS[key][0], pair.person,
                                       pair.cloth) for key in WARP_KEYS}
+
+    def _truth_paths(self, pair: Pair) -> dict[str, Path]:
+        return {key: layout.truth_path(self.root, self.split, folder, pair.person, pair.cloth)
+                for key, (folder, _) in TRUTH_FIELDS.items()}
 
     def _uses_given_warp(self, pair: Pair) -> bool:
         if self.warp == "tps":
@@ -281,6 +295,8 @@ class VitonHD(Dataset):
                 paths[key] = layout.person_path(self.root, self.split, folder, pair.person)
         if self.given_warp[index]:
             paths.update(self._warp_paths(pair))
+        if self.has_truth and self.pairing == "unpaired":
+            paths.update(self._truth_paths(pair))
         return paths
 
     def _keypoints_path(self, index: int) -> Path:
@@ -300,7 +316,7 @@ class VitonHD(Dataset):
                         raise VitonHDLayoutError(f"{path} not found: {self.pairs_file} names it")
                     image = open_image(path)
                     headers[path] = (image.size, image.mode)
-                    check_mode(image, path, FIELDS[key][1])
+                    check_mode(image, path, (FIELDS | TRUTH_FIELDS)[key][1])
             person_size = headers[paths["person"]][0]
             for path in paths.values():
                 if headers[path][0] != person_size:
@@ -318,7 +334,7 @@ class VitonHD(Dataset):
         return self.size or (native[1], native[0])
 
     def _read(self, key: str, path: Path, size: tuple[int, int]) -> torch.Tensor:
-        kind = FIELDS[key][1]
+        kind = (FIELDS | TRUTH_FIELDS)[key][1]
         image = open_image(path, decode=True)
         pil_size = (size[1], size[0])
         if kind == "labels":
@@ -355,6 +371,8 @@ class VitonHD(Dataset):
                     f"cannot warp {paths['cloth']} onto {self._keypoints_path(index)}: {error}"
                 ) from error
             sample["warped_cloth"], sample["warped_mask"] = warped, mask
+        if self.pairing == "paired":
+            sample["truth"], sample["truth_parse"] = sample["person"], sample["parse"]
         sample.update(person_name=pair.person, cloth_name=pair.cloth, tag=pair.tag)
         return sample
 
