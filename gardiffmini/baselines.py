@@ -3,8 +3,9 @@
 - **agnostic**: the garment-agnostic person ``I_a`` as it is (the try-on region left grey);
 - **warp+paste**: the warped garment ``I_w`` pasted into ``I_a`` inside its mask ``m_w``;
   everything else of the agnostic region (arms, neck, background) stays grey;
-- **VAE round trip**: the VAE's reconstruction of the true photo, pasted back outside the
-  agnostic mask, as the pipeline pastes its outputs: the ceiling of any latent model.
+- **VAE round trip**: the VAE's reconstruction of the truth (the photo; for unpaired pairs
+  ToyVITON's rendered truth where the batch has it), pasted back outside the agnostic mask,
+  as the pipeline pastes its outputs: the ceiling of any latent model.
 
 A try-on model that does not beat warp+paste has not learnt to try on. Where an arm lies in
 front of the torso, ``m_w`` covers the arm, so pasting the garment there must fail:
@@ -18,10 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from gardiffmini.data.layout import PARSE
+from gardiffmini.data.layout import GARMENT_LABELS
 from gardiffmini.models.vae import pasted_round_trip
 
-GARMENT_LABELS = (PARSE["upper-clothes"], PARSE["dress"], PARSE["coat"])
 OCCLUDED_FRACTION = 0.05  # a pair is occluded when more than this share of m_w is not garment
 
 
@@ -37,8 +37,10 @@ def warp_and_paste(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def vae_round_trip(vae, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The VAE's round trip of the photo, pasted back outside the agnostic mask (the ceiling)."""
-    return pasted_round_trip(vae, batch["person"], batch["agnostic_mask"]).add(1).div(2)
+    """The VAE's round trip of the truth (``batch["truth"]``, else the photo), pasted back
+    outside the agnostic mask (the ceiling)."""
+    truth = batch.get("truth", batch["person"])
+    return pasted_round_trip(vae, truth, batch["agnostic_mask"]).add(1).div(2)
 
 
 def occlusion_fraction(warped_mask: torch.Tensor, parse: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from gardiffmini.data import dresscode
+from gardiffmini.data.datasets import WARPS
 from gardiffmini.data.layout import VitonHDLayoutError
 from gardiffmini.profiles import PROFILES, get_profile
 
@@ -151,7 +152,8 @@ def _train(args: argparse.Namespace) -> None:
     from gardiffmini.train import train_variant
 
     pipeline = train_variant(args.variant, args.profile, seed=args.seed, data_root=args.root,
-                             mixed_precision=args.mixed_precision, pairs_file=args.pairs_file)
+                             mixed_precision=args.mixed_precision, pairs_file=args.pairs_file,
+                             warp=args.warp)
     print(f"{args.variant} ({args.profile}, seed {args.seed}) is in {pipeline.run.folder}")
 
 
@@ -160,7 +162,7 @@ def _sample(args: argparse.Namespace) -> None:
 
     paths = sample_variant(args.variant, args.profile, seed=args.seed, out=args.out,
                            pairing=args.pairing, n=args.n, data_root=args.root,
-                           pairs_file=args.pairs_file)
+                           pairs_file=args.pairs_file, warp=args.warp)
     print(f"wrote {len(paths)} images to {args.out}")
 
 
@@ -168,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from gardiffmini.evaluate import evaluate_variant
 
     result = evaluate_variant(args.variant, get_profile(args.profile), seed=args.seed,
-                              data_root=args.root, pairs_file=args.pairs_file)
+                              data_root=args.root, pairs_file=args.pairs_file, warp=args.warp)
     print(json.dumps(result, indent=2))
 
 
@@ -184,6 +186,10 @@ def _bench(args: argparse.Namespace) -> None:
     from gardiffmini.bench import run_from_args
 
     run_from_args(args)
+
+
+WARP_HELP = ("the warped garment: computed (TPS torso, sleeves along the arms: what real data "
+             "has) or oracle (ToyVITON's exact warp)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "reuses a finished run)", pairs_split="train")
     train.add_argument("--variant", choices=sorted(VARIANTS), required=True)
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    train.add_argument("--warp", choices=WARPS, default="computed", help=WARP_HELP)
 
     sample = command("sample", _sample, "try garments on test persons with a trained variant",
                      pairs_split="test")
@@ -236,11 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--pairing", choices=["paired", "unpaired"], default="unpaired")
     sample.add_argument("--n", type=int, default=8)
     sample.add_argument("--out", type=Path, default=Path("samples"))
+    sample.add_argument("--warp", choices=WARPS, default="computed",
+                        help=WARP_HELP + " given at test time (the model trains on computed)")
 
     evaluate = command("evaluate", _evaluate, "train (or reuse) one variant, then its metrics "
                        "on the test pairs (those needing ToyVITON's garment attributes are "
                        "skipped elsewhere, with a notice)", pairs_split="test")
     evaluate.add_argument("--variant", choices=sorted(VARIANTS), required=True)
+    evaluate.add_argument("--warp", choices=WARPS, default="computed",
+                          help=WARP_HELP + " given at test time (the model trains on computed)")
 
     reproduce = command("reproduce", _reproduce, "the ablation: four variants, several seeds, "
                         "evaluated on the test pairs", pairs_split="test")

@@ -14,6 +14,8 @@ Images here are ``(B, 3, H, W)`` in ``[0, 1]`` (map model outputs with ``(x + 1)
   generated images (a garment-fidelity score).
 - ``garment_detail_error`` and ``high_frequency_energy_ratio``: the garment-detail measures of
   chapters 2-5 (Sobel edge magnitudes; share of high-frequency power kept).
+- ``skin_error``: the colour error on skin that the requested garment bares and the
+  person's own garment covered (unpaired, against ToyVITON's rendered truth).
 
 KID is reported x100, as in the paper's Table 1 (``scale`` argument).
 """
@@ -30,6 +32,7 @@ import torch
 import torchmetrics
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from gardiffmini.data.layout import GARMENT_LABELS, SKIN_LABELS
 from gardiffmini.features import ToyVitonFeatureNet
 from gardiffmini.losses import check_image_batch, sobel_edges
 
@@ -55,7 +58,11 @@ TOOLCHAIN: dict[str, str] = {
                             "garment mask, images in [0, 1]",
     "hf_energy_ratio": "FFT power above the cutoff (cycles/pixel), pred / target, "
                        "mean-removed, in the garment mask",
+    "skin_error": "mean |pred - truth| (RGB, [0, 1]) where the truth's labels are skin (neck, "
+                  "arms) and the person's own labels garment; images with fewer than "
+                  "SKIN_MIN_PIXELS such pixels left out",
 }
+SKIN_MIN_PIXELS = 20  # fewer newly bared pixels than this (at 128x96: 0.16 %) is no case
 
 
 class MetricUnavailable(RuntimeError):
@@ -359,3 +366,35 @@ def colour_match_rate(results: torch.Tensor, result_mask: torch.Tensor, requeste
     to_requested = (result - _masked_mean_colour(requested, requested_mask)).norm(dim=1)
     to_original = (result - _masked_mean_colour(original, original_mask)).norm(dim=1)
     return float((to_requested < to_original).double().mean())
+
+
+def label_region(parse: torch.Tensor, labels: tuple[int, ...]) -> torch.Tensor:
+    """``(B, 1, H, W)`` float mask of the pixels of label maps ``parse`` ``(B, H, W)`` whose
+    label is one of ``labels`` (e.g. :data:`~gardiffmini.data.layout.GARMENT_LABELS`)."""
+    if parse.ndim != 3:
+        raise ValueError(f"parse must be (B, H, W) label maps; got {tuple(parse.shape)}")
+    return torch.isin(parse, torch.tensor(labels, device=parse.device))[:, None].float()
+
+
+def newly_bared_skin(own_parse: torch.Tensor, truth_parse: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` mask of the skin a requested garment bares that the person's own
+    garment covered: skin in the truth's labels (:data:`SKIN_LABELS`), garment in the
+    person's own (:data:`GARMENT_LABELS`). A t-shirt wearer in a tank top: the upper arms."""
+    if own_parse.shape != truth_parse.shape:
+        raise ValueError(f"own_parse {tuple(own_parse.shape)} and truth_parse "
+                         f"{tuple(truth_parse.shape)} must have the same shape")
+    return label_region(truth_parse, SKIN_LABELS) * label_region(own_parse, GARMENT_LABELS)
+
+
+def skin_error(pred: torch.Tensor, truth: torch.Tensor, region: torch.Tensor,
+               min_pixels: int = SKIN_MIN_PIXELS) -> torch.Tensor:
+    """Mean ``|pred - truth|`` over the RGB channels and the pixels of ``region`` ``(B,)``
+    (toolchain: ``TOOLCHAIN["skin_error"]``), NaN for an image with fewer than
+    ``min_pixels`` pixels in ``region``. ``region``: :func:`newly_bared_skin`; images in
+    [0, 1]. Orange-brown or whitish skin, and a garment's halo, each show here."""
+    _check_pair(pred, truth)
+    _check_optional_mask(region, pred)
+    count = region.sum(dim=(1, 2, 3))
+    error = ((pred - truth).abs().mean(dim=1, keepdim=True) * region).sum(dim=(1, 2, 3))
+    return torch.where(count >= min_pixels, error / count.clamp_min(1),
+                       torch.full_like(count, float("nan")))

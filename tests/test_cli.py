@@ -116,8 +116,9 @@ def test_missing_pairs_file(no_work, capsys, release_root):
 def test_pairs_file_reaches_the_library(monkeypatch, capsys, release_root):
     calls = {}
 
-    def sample_variant(variant, profile, seed, out, pairing, n, data_root, pairs_file=None):
-        calls.update(pairs_file=pairs_file, root=data_root, pairing=pairing)
+    def sample_variant(variant, profile, seed, out, pairing, n, data_root, pairs_file=None,
+                       warp="computed"):
+        calls.update(pairs_file=pairs_file, root=data_root, pairing=pairing, warp=warp)
         return []
 
     monkeypatch.setattr(gardiffmini.evaluate, "sample_variant", sample_variant)
@@ -125,7 +126,7 @@ def test_pairs_file_reaches_the_library(monkeypatch, capsys, release_root):
     main(["sample", "--variant", "base", "--profile", "ci", "--root", str(release_root),
           "--pairs-file", "my_pairs.txt", "--out", str(release_root / "samples")])
     assert calls == {"pairs_file": Path("my_pairs.txt"), "root": release_root,
-                     "pairing": "unpaired"}
+                     "pairing": "unpaired", "warp": "computed"}
 
 
 def test_pairs_file_reaches_training(monkeypatch, capsys, release_root):
@@ -137,6 +138,7 @@ def test_pairs_file_reaches_training(monkeypatch, capsys, release_root):
     main(["train", "--variant", "base", "--profile", "ci", "--root", str(release_root),
           "--pairs-file", "two.txt"])
     assert calls[0]["pairs_file"] == Path("two.txt") and calls[0]["data_root"] == release_root
+    assert calls[0]["warp"] == "computed"  # what a user of real data has
     assert "is in runs/fake" in capsys.readouterr().out
 
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from gardiffmini import attributes as attributes_module
 from gardiffmini import evaluate as evaluate_module
+from gardiffmini import metrics
 from gardiffmini import reproduce as reproduce_module
 from gardiffmini.attributes import ATTRIBUTE_METRICS, ATTRIBUTES
 from gardiffmini.data import layout
@@ -29,11 +30,13 @@ from gardiffmini.reproduce import (
     SAMPLES_FILE,
     TABLE_COLUMNS,
     ablation_table,
+    compare,
     fine_detail_box,
     paper_table,
     provenance,
     qualitative_grid,
     reproduce,
+    showcase_rows,
     summarize,
 )
 from gardiffmini.runs import Run
@@ -51,7 +54,7 @@ def test_summarize_mean_and_spread() -> None:
 
 
 def _summary(with_lpips: bool) -> dict:
-    keys = [k for k in HIGHER_IS_BETTER if with_lpips or k != "LPIPS"]
+    keys = [k for k in HIGHER_IS_BETTER if with_lpips or not k.startswith("LPIPS")]
     return {v: {k: {"mean": 0.1 * i + 0.0004, "std": 0.01} for k in keys}
             for i, v in enumerate(VARIANTS)}
 
@@ -59,11 +62,11 @@ def _summary(with_lpips: bool) -> dict:
 def test_ablation_table_rows_and_columns() -> None:
     table = ablation_table(_summary(with_lpips=False)).splitlines()
     assert len(table) == 2 + len(VARIANTS)
-    assert "SSIM ↑" in table[0] and "LPIPS" not in table[0]
+    assert "SSIM p ↑" in table[0] and "LPIPS" not in table[0]
     assert table[2].startswith("| Base | 0.000 ± 0.010")
     assert table[-1].startswith("| Base + GFA + AL | 0.300 ± 0.010")
     assert all(row.count("|") == table[0].count("|") for row in table)
-    assert "LPIPS ↓" in ablation_table(_summary(with_lpips=True)).splitlines()[0]
+    assert "LPIPS p ↓" in ablation_table(_summary(with_lpips=True)).splitlines()[0]
     summary = _summary(with_lpips=False)
     baselines = {"warp+paste": summary["base"]}
     with_baselines = ablation_table(summary, baselines).splitlines()
@@ -92,16 +95,42 @@ def test_fine_detail_box_finds_the_stripes() -> None:
 
 
 def test_qualitative_grid_layout(toyviton_root: Path) -> None:
-    profile = get_profile("ci", n_eval=3)
-    unpaired = evaluation_sets(toyviton_root, profile)["unpaired"]
-    samples = {v: torch.rand(3, 3, *profile.image_size) for v in ("base", "base+gfa")}
+    profile = get_profile("ci", n_eval=6)
+    sets = evaluation_sets(toyviton_root, profile)
+    samples = {v: torch.rand(6, 3, *profile.image_size) for v in ("base", "base+gfa")}
     names = {v: VARIANTS[v].name for v in samples}
-    figure = qualitative_grid(unpaired, samples, names, n=2)
-    assert len(figure.axes) == 2 * 2 * (2 + len(samples))
-    assert figure.axes[2].get_title() == "Base"
-    assert figure.axes[len(samples) + 3].get_title() == "zoom: warped garment"
+    figure = qualitative_grid(sets, samples, names, n=2)
+    columns = 3 + len(samples)  # person, garment, truth, the variants
+    assert len(figure.axes) == 2 * 2 * columns
+    assert figure.axes[2].get_title() == "truth" and figure.axes[3].get_title() == "Base"
+    assert figure.axes[columns + 1].get_title() == "zoom: warped garment"
     with pytest.raises(ValueError, match="same"):
-        qualitative_grid(unpaired, samples, {"base": "Base"})
+        qualitative_grid(sets, samples, {"base": "Base"})
+
+
+def test_showcase_rows_pick_bared_skin_then_an_occluding_forearm(toyviton_root: Path) -> None:
+    sets = evaluation_sets(toyviton_root, get_profile("ci", n_eval=16))
+    unpaired = sets["unpaired"]
+    bared = metrics.newly_bared_skin(unpaired["parse"], unpaired["truth_parse"]).sum(dim=(1, 2, 3))
+    rows = showcase_rows(sets, n=3)
+    assert rows[0] == int(bared.argmax()) and bared.max() > 0
+    assert bool(sets["paired"]["occluded"][rows[1]]) and len(set(rows)) == 3
+    sets["paired"]["occluded"][:] = False
+    assert showcase_rows(sets, n=2)[1] == (1 if rows[0] == 0 else 0)
+
+
+def test_compare_counts_only_differences_beyond_twice_the_spread() -> None:
+    a = {"SSIM": {"mean": 0.90, "std": 0.003}, "garment_detail_error": {"mean": 0.20, "std": 0.01}}
+    b = {"SSIM": {"mean": 0.88, "std": 0.004}, "garment_detail_error": {"mean": 0.21, "std": 0.01}}
+    ssim = compare(a, b, "SSIM")
+    assert ssim["margin"] == pytest.approx(0.02) and ssim["noise"] == pytest.approx(0.01)
+    assert ssim["verdict"] == "better" and compare(b, a, "SSIM")["verdict"] == "worse"
+    detail = compare(a, b, "garment_detail_error")  # lower is better: +0.01 against 0.028
+    assert detail["margin"] == pytest.approx(0.01)
+    assert detail["verdict"] == "no measurable effect"
+    one_seed = {"SSIM": {"mean": 0.9, "std": 0.0}}
+    assert compare(one_seed, b | {"SSIM": {"mean": 0.8, "std": 0.0}}, "SSIM")["verdict"] == (
+        "unknown (one seed)")
 
 
 def test_provenance_records_where_and_how() -> None:
@@ -164,14 +193,17 @@ def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
     assert trained == [("base", 0), ("base", 1), ("base+gfa+al", 0), ("base+gfa+al", 1)]
     record = json.loads((out / "ablation.json").read_text())
     assert list(record["summary"]) == ["base", "base+gfa+al"]
-    for variant, metrics in record["summary"].items():
+    for variant, numbers in record["summary"].items():
         runs = record["per_seed"][variant]
         assert len(runs) == 2
         assert {"SSIM", "garment_detail_error", "FID_toy_u", "KID_toy_u",
-                "attribute_accuracy_u"} <= set(metrics)
-        assert metrics["SSIM"]["mean"] == pytest.approx((runs[0]["SSIM"] + runs[1]["SSIM"]) / 2)
-        assert all(math.isfinite(m["mean"]) for k, m in metrics.items() if "occluded" not in k)
-        assert 0 < metrics["SSIM"]["mean"] <= 1
+                "attribute_accuracy_u", "SSIM_u", "garment_detail_error_u", "skin_error_u",
+                "skin_pairs_u"} <= set(numbers)
+        assert numbers["SSIM"]["mean"] == pytest.approx((runs[0]["SSIM"] + runs[1]["SSIM"]) / 2)
+        # NaN only where a subset can be empty: no occluded pair, no newly bared skin
+        assert all(math.isfinite(m["mean"]) for k, m in numbers.items()
+                   if "occluded" not in k and k != "skin_error_u")
+        assert 0 < numbers["SSIM"]["mean"] <= 1 and 0 < numbers["SSIM_u"]["mean"] <= 1
         assert set(record["occluded"][variant]) == {"SSIM_occluded",
                                                     "garment_detail_error_occluded"}
         assert 0 <= record["unpaired_colour_match"][variant]["mean"] <= 1
@@ -184,15 +216,22 @@ def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
     assert len(record["vae"]["colour"]) == 14
     assert record["provenance"]["profile"] == "ci" and record["provenance"]["seeds"] == [0, 1]
     assert record["paper"] == PAPER_ABLATION
-    assert (out / "ablation.md").read_text().strip() == record["table"]
+    assert (out / "ablation.md").read_text().startswith(record["table"])
+    oracle = record["oracle"]
+    assert "Oracle warp" in (out / "ablation.md").read_text()
+    assert list(oracle["summary"]) == ["base", "base+gfa+al"]
+    assert {"SSIM_u", "garment_detail_error_u", "skin_error_u"} <= set(oracle["summary"]["base"])
+    paste, exact_paste = (r["baselines"]["summary"]["warp+paste"] for r in (record, oracle))
+    assert paste["SSIM"]["mean"] != exact_paste["SSIM"]["mean"]  # two warps, two pastes
     assert (out / "qualitative.png").stat().st_size > 0
     samples = load_file(str(out / SAMPLES_FILE))
     assert set(samples) == {"base", "base+gfa+al"}
     assert samples["base"].shape == (2, 3, *profile.image_size)
-    assert len(evaluated) == 4
+    assert len(oracle["per_seed"]["base"]) == 1  # the oracle table is seed 0's
+    assert len(evaluated) == 6  # 2 variants x 2 seeds computed, 2 variants x seed 0 oracle
     again = reproduce(profile, seeds=2, out=tmp_path / "again", data_root=toyviton_root,
                       variants=("base", "base+gfa+al"), progress=False)
-    assert len(evaluated) == 4  # every evaluation was cached in its run folder
+    assert len(evaluated) == 6  # every evaluation was cached in its run folder
     assert json.loads((again / "ablation.json").read_text())["summary"] == record["summary"]
 
 
@@ -216,6 +255,10 @@ def test_cached_evaluation_is_reused_until_the_warps_change(
     sets["unpaired"]["warped_cloth"] = sets["unpaired"]["warped_cloth"].flip(-1)
     cached_evaluation(pipeline, profile, toyviton_root, 0, None, sets)
     assert len(evaluated) == 2  # another warp: evaluated again, not served the old images
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config,
+                                                   timestep_spacing="trailing")
+    cached_evaluation(pipeline, profile, toyviton_root, 0, None, sets)
+    assert len(evaluated) == 3  # another sampler: evaluated again
 
 
 def test_every_reported_metric_has_a_direction() -> None:
@@ -258,4 +301,5 @@ def test_reproduce_on_a_release_folder_skips_the_attribute_metrics(
     assert set(record["reference_points"]) == {"n_pairs", "n_occluded"}
     assert record["reference_points"]["n_pairs"] == 3
     assert "FID_toy" not in record["table"] and "attr acc" not in record["table"]
-    assert "SSIM ↑" in record["table"]
+    assert "SSIM p ↑" in record["table"] and "SSIM u" not in record["table"]  # no truth
+    assert record["oracle"] is None  # a release has no exact warp
