@@ -15,6 +15,7 @@ checkpoints, resume, reuse of finished runs, progress, and a stop on a non-finit
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,11 +28,13 @@ from tqdm.auto import tqdm
 
 from gardiffmini.data.datasets import open_dataset
 from gardiffmini.data.fingerprint import data_fingerprint
+from gardiffmini.data.layout import GARMENT_LABELS
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.features import default_features
 from gardiffmini.inpainting_base import base_hash, inpainting_base
 from gardiffmini.losses import FrozenDecoder, epsilon_from_v, gardiff_loss
 from gardiffmini.models.adapter import GarmentAdapter
+from gardiffmini.models.attention import start_vae_stream_at_zero
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
 from gardiffmini.models.unet import make_unet
 from gardiffmini.objective import (
@@ -70,6 +73,9 @@ class Variant:
     appearance_loss: bool
     mask_branches: tuple[str, ...] = ("vae",)
     appearance_weight: float = 1e-3
+    # the VAE stream's values start at zero, so that training starts from the Base model
+    # (:func:`~gardiffmini.models.attention.start_vae_stream_at_zero`)
+    vae_stream_from_zero: bool = False
 
 
 VARIANTS: dict[str, Variant] = {
@@ -98,9 +104,13 @@ def encode_split(
 
     Returns latents ``x0 = E(I)``, ``warped = E(I_w)``, ``agnostic = E(I_a)`` (scaled by
     the VAE's scaling factor), the CLIP embedding of the in-shop garment, the warped
-    garment mask ``m_w``, the agnostic mask and the person image (uint8, for the appearance loss).
+    garment mask ``m_w``, the agnostic mask, the garment the person wears (their label map's
+    garment labels, a bool mask) and the person image (uint8, for the appearance loss).
     """
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    # the computed warp is numpy work per pair: worker processes do it while this one encodes
+    workers = min(2, os.cpu_count() or 1)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                         num_workers=workers, persistent_workers=False)
     parts: dict[str, list[torch.Tensor]] = {}
     for batch in tqdm(loader, desc=desc):
         encoded = {
@@ -110,6 +120,7 @@ def encode_split(
             "clip": clip_image_embeds(image_encoder, batch["cloth"]),
             "warped_mask": batch["warped_mask"],
             "agnostic_mask": batch["agnostic_mask"],
+            "garment_mask": torch.isin(batch["parse"], torch.tensor(GARMENT_LABELS))[:, None],
             "person": ((batch["person"] + 1) * 127.5).round().to(torch.uint8),
         }
         for key, value in encoded.items():
@@ -130,6 +141,8 @@ def build_model(
         profile, use_vae_tokens=variant.garment_adapter, mask_branches=variant.mask_branches
     )
     adapter.install(unet)
+    if variant.garment_adapter and variant.vae_stream_from_zero:
+        start_vae_stream_at_zero(unet)
     return unet, adapter
 
 
@@ -208,13 +221,16 @@ def train_variant(
     data_root: Path | str | None = None, steps: int | None = None,
     mixed_precision: str = "no", progress: bool = True, recipe: Recipe = DEFAULT_RECIPE,
     pairs_file: Path | str | None = None, speed: Speed = DEFAULT_SPEED,
+    warp: str = "computed",
 ) -> GarDiffPipeline:
     """Train ``variant`` at ``profile`` with ``recipe`` (or reuse the finished run) and
     return its pipeline. ``data_root`` is a folder in the VITON-HD layout or one DressCode
     category folder (:func:`~gardiffmini.data.datasets.open_dataset`; default: the profile's
     ToyVITON). It trains on the pairs of ``pairs_file`` (a path, or a name under
     ``data_root``) where given, else on the layout's training pairs; both are part of the
-    run's identity (:func:`~gardiffmini.data.fingerprint.data_fingerprint`).
+    run's identity (:func:`~gardiffmini.data.fingerprint.data_fingerprint`), and so is the
+    warp protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`: ``"computed"``, what a
+    user of real data has, or ToyVITON's exact ``"oracle"`` warp).
     ``mixed_precision`` (accelerate's: ``"no"``, ``"bf16"``, ``"fp16"``) is part of the
     identity too, since it changes the weights; ``speed``
     (:class:`~gardiffmini.runs.Speed`) says how the steps run on the device."""
@@ -235,14 +251,14 @@ def train_variant(
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
                    run_config(profile, variant, steps, encoders_id, unet.config, recipe)
-                   | {"data": data_fingerprint(root, "train", pairs_file),
+                   | {"data": data_fingerprint(root, "train", pairs_file), "warp": warp,
                       "base": base_hash(profile, vae_id) if base is not None else None}
                    # fp32 runs keep the identity they had before mixed precision existed
                    | ({"mixed_precision": mixed_precision} if mixed_precision != "no" else {}))
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
         cache = cached_training_set(root, profile, vae, image_encoder, encoders_id,
-                                    pairs_file)
+                                    pairs_file, warp)
         scheduler = noise_scheduler(recipe.prediction_type)
         params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
@@ -284,18 +300,19 @@ def train_variant(
 
 def cached_training_set(
     root: Path, profile: Profile, vae, image_encoder, encoders_id: str,
-    pairs_file: Path | str | None = None,
+    pairs_file: Path | str | None = None, warp: str = "computed",
 ) -> dict[str, torch.Tensor]:
-    """:func:`encode_split` of the training pairs (of ``pairs_file`` where given), cached on
-    disk next to the runs."""
+    """:func:`encode_split` of the training pairs (of ``pairs_file`` where given), their
+    garments warped by the protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`),
+    cached on disk next to the runs."""
     data = data_fingerprint(root, "train", pairs_file)
     key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,
-                       "size": profile.image_size, "data": data})
+                       "size": profile.image_size, "data": data, "warp": warp})
     path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
     if path.exists():
         return load_file(str(path))
     dataset = open_dataset(root, split="train", pairing="paired", size=profile.image_size,
-                           pairs_file=pairs_file)
+                           pairs_file=pairs_file, warp=warp)
     cache = encode_split(dataset, vae, image_encoder, desc="caching latents")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path, cache)

@@ -13,8 +13,10 @@ from gardiffmini.models.adapter import install_garment_adapter
 from gardiffmini.models.attention import (
     AttentionRecorder,
     DecoupledMaskedAttnProcessor,
+    garment_processors,
     query_grid,
     resize_mask,
+    start_vae_stream_at_zero,
 )
 from gardiffmini.models.unet import make_unet
 
@@ -200,3 +202,26 @@ def test_recorder_stores_maps_only_when_on():
 def test_recorder_needs_garment_processors():
     with pytest.raises(ValueError, match="no DecoupledMaskedAttnProcessor"):
         AttentionRecorder(make_unet("ci"))
+
+
+def test_a_vae_stream_started_at_zero_leaves_the_unet_as_it_was_until_trained():
+    torch.manual_seed(0)
+    plain = make_unet("ci")
+    with_adapter = make_unet("ci")
+    with_adapter.load_state_dict(plain.state_dict())
+    install_garment_adapter(with_adapter, n_clip_tokens=2)
+    start_vae_stream_at_zero(with_adapter)
+    sample = torch.randn(2, 12, 16, 12)
+    clip = torch.randn(2, 2, 32)
+    tokens = torch.cat([clip, torch.randn(2, 16 * 12, 32)], dim=1)
+    mask = {"garment_mask": torch.ones(2, 1, 64, 48)}
+    expected = plain(sample, 5, encoder_hidden_states=clip).sample
+    got = with_adapter(sample, 5, encoder_hidden_states=tokens, cross_attention_kwargs=mask).sample
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)  # the same sums, +0 per layer
+    # the stream opens at the first step: W_v' has a gradient, W_k' not yet (V_vae = 0)
+    got.square().mean().backward()
+    processor = next(iter(garment_processors(with_adapter).values()))
+    assert processor.to_v_vae.weight.grad.abs().sum() > 0
+    assert processor.to_k_vae.weight.grad.abs().sum() == 0
+    with pytest.raises(ValueError, match="install the adapter first"):
+        start_vae_stream_at_zero(make_unet("ci"))

@@ -273,6 +273,23 @@ class IgnoreGarmentMask(nn.Module):
                               attention_mask=attention_mask, temb=temb)
 
 
+def start_vae_stream_at_zero(unet: nn.Module) -> None:
+    """Zero the value projection ``W_v'`` of the VAE stream in every garment processor of
+    ``unet``, so that ``softmax(Q K_vae^T / sqrt(d)) V_vae = 0`` and the UNet computes exactly
+    what it computed without the adapter's VAE tokens; training opens the stream from there
+    (``W_v'`` gets a gradient at once, ``W_k'`` once ``V_vae`` is no longer 0), as ControlNet's
+    zero convolutions do. A pretrained UNet starts without being disturbed."""
+    processors = garment_processors(unet)
+    if not processors:
+        raise ValueError(f"{type(unet).__name__} has no garment processor: install the adapter "
+                         "first (install_garment_adapter)")
+    with torch.no_grad():
+        for processor in processors.values():
+            processor.to_v_vae.weight.zero_()
+            if processor.to_v_vae.bias is not None:
+                processor.to_v_vae.bias.zero_()
+
+
 def garment_processors(unet: nn.Module) -> dict[str, DecoupledMaskedAttnProcessor]:
     """The garment processors installed in ``unet``, by diffusers' processor name."""
     return {
