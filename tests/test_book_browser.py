@@ -9,6 +9,10 @@ top what it needs. A full-page screenshot of each page goes to ``screenshots/``
 beside the book's ``_build`` (``_build/ci/screenshots`` for the ``ci`` build), or to
 ``GARDIFF_SCREENSHOTS``, for a person to look at.
 
+The Try it page is also used: it dresses a person for 5 DDIM steps from the noise shipped
+with it, and its picture must be the PyTorch pipeline's within 3/255 (the build writes that
+image beside ``html/``); its time goes to ``tryit-timing.json`` beside the screenshots.
+
 The book to check is named by ``GARDIFF_BOOK_HTML`` (``make book-check`` sets it to the
 ``ci`` build); without it these tests are skipped, so ``pytest tests`` needs no built book.
 """
