@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from imaging import IdentityVAE
 
 from gardiffmini import get_profile, metrics
 from gardiffmini.baselines import vae_round_trip
@@ -133,19 +134,11 @@ def test_newly_bared_skin_and_its_error_by_hand() -> None:
 
 
 def test_vae_round_trip_reconstructs_the_truth() -> None:
-    class Identity(torch.nn.Module):
-        def encode(self, x):
-            from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-            return type("Out", (), {"latent_dist": DiagonalGaussianDistribution(
-                torch.cat([x, torch.full_like(x, -30.0)], dim=1))})()
-
-        def decode(self, z):
-            return type("Out", (), {"sample": z})()
 
     person = torch.zeros(1, 3, 8, 8)
     truth = torch.full((1, 3, 8, 8), 0.5)
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., 2:6, 2:6] = 1
     batch = {"person": person, "truth": truth, "agnostic_mask": mask}
-    out = vae_round_trip(Identity(), batch)
+    out = vae_round_trip(IdentityVAE(), batch)
     torch.testing.assert_close(out, truth.add(1).div(2))
