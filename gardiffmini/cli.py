@@ -152,7 +152,9 @@ def _train(args: argparse.Namespace) -> None:
     from gardiffmini.train import train_variant
 
     pipeline = train_variant(args.variant, args.profile, seed=args.seed, data_root=args.root,
-                             mixed_precision=args.mixed_precision, pairs_file=args.pairs_file,
+                             mixed_precision=(None if args.mixed_precision == "auto"
+                                              else args.mixed_precision),
+                             pairs_file=args.pairs_file,
                              warp=args.warp)
     print(f"{args.variant} ({args.profile}, seed {args.seed}) is in {pipeline.run.folder}")
 
@@ -234,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", _train, "train one variant on the training pairs (resumes, "
                     "reuses a finished run)", pairs_split="train")
     train.add_argument("--variant", choices=sorted(VARIANTS), required=True)
-    train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    train.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"],
+                       default="auto", help="auto: bf16 on GPUs that have it, fp16 with loss "
+                       "scaling on older ones (a T4), fp32 on the CPU")
     train.add_argument("--warp", choices=WARPS, default="computed", help=WARP_HELP)
 
     sample = command("sample", _sample, "try garments on test persons with a trained variant",

@@ -47,6 +47,7 @@ from gardiffmini.objective import (
 )
 from gardiffmini.paths import runs_root
 from gardiffmini.pipeline import GarDiffPipeline, encode_latents, tryon_unet_input
+from gardiffmini.precision import mixed_precision_for
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import (
     DEFAULT_SPEED,
@@ -219,7 +220,7 @@ def diffusion_step_loss(
 def train_variant(
     variant: str | Variant, profile: str | Profile = "cpu", seed: int = 0,
     data_root: Path | str | None = None, steps: int | None = None,
-    mixed_precision: str = "no", progress: bool = True, recipe: Recipe = DEFAULT_RECIPE,
+    mixed_precision: str | None = None, progress: bool = True, recipe: Recipe = DEFAULT_RECIPE,
     pairs_file: Path | str | None = None, speed: Speed = DEFAULT_SPEED,
     warp: str = "computed",
 ) -> GarDiffPipeline:
@@ -231,10 +232,12 @@ def train_variant(
     run's identity (:func:`~gardiffmini.data.fingerprint.data_fingerprint`), and so is the
     warp protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`: ``"computed"``, what a
     user of real data has, or ToyVITON's exact ``"oracle"`` warp).
-    ``mixed_precision`` (accelerate's: ``"no"``, ``"bf16"``, ``"fp16"``) is part of the
-    identity too, since it changes the weights; ``speed``
+    ``mixed_precision`` (accelerate's: ``"no"``, ``"bf16"``, ``"fp16"``; ``None``: what the
+    device calls for, :func:`~gardiffmini.precision.mixed_precision_for`, fp32 on a CPU) is
+    part of the identity too, since it changes the weights; ``speed``
     (:class:`~gardiffmini.runs.Speed`) says how the steps run on the device."""
     profile, variant = get_profile(profile), get_variant(variant)
+    mixed_precision = mixed_precision_for() if mixed_precision is None else mixed_precision
     steps = profile.diffusion_steps if steps is None else steps
     root = Path(data_root) if data_root else ensure_toyviton(profile)
     vae, image_encoder = load_or_train_encoders(profile, seed=0, progress=progress)
