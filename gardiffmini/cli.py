@@ -180,7 +180,7 @@ def _reproduce(args: argparse.Namespace) -> None:
     from gardiffmini.reproduce import reproduce
 
     out = reproduce(args.profile, seeds=args.seeds, out=args.out, data_root=args.root,
-                    pairs_file=args.pairs_file)
+                    pairs_file=args.pairs_file, oracle=not args.no_oracle)
     print(f"ablation table, figure and numbers are in {out}")
 
 
@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluated on the test pairs", pairs_split="test")
     reproduce.add_argument("--seeds", type=int, default=3)
     reproduce.add_argument("--out", type=Path, default=None)
+    reproduce.add_argument("--no-oracle", action="store_true",
+                           help="leave out the oracle-warp table (ToyVITON's exact warp at "
+                           "test time, seed 0), which samples every variant twice more")
 
     bench_help = ("training throughput of every variant and of a plain fp32 loop on this "
                   "device; writes book/results/bench-DEVICE-PROFILE.json")

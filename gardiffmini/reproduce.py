@@ -262,14 +262,16 @@ def qualitative_grid(sets: dict, samples: dict[str, torch.Tensor], names: dict[s
 
 def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | None = None,
               data_root: Path | str | None = None, variants: tuple[str, ...] = tuple(VARIANTS),
-              progress: bool = True, pairs_file: Path | str | None = None) -> Path:
+              progress: bool = True, pairs_file: Path | str | None = None,
+              oracle: bool = True) -> Path:
     """Train and evaluate every variant for ``seeds`` seeds, reusing finished runs; write results.
 
     The headline protocol is what a user of real data has: every variant trains and is
     tested on the computed warp (:data:`~gardiffmini.data.datasets.WARPS`), and warp + paste
     pastes that warp. On ToyVITON the models of seed 0 are also given the exact warp at test
     time, beside warp + paste on the exact warp: the *oracle warp* table, which no real data
-    set can make (a reference point: the spread over seeds is the headline's). Evaluates on
+    set can make (a reference point: the spread over seeds is the headline's); ``oracle=False``
+    leaves it out (it samples every variant twice more). Evaluates on
     the test pairs of ``pairs_file`` where given (:func:`evaluation_sets`).
 
     Writes into ``out`` (default ``<data root>/reproduce-<profile>``): ``ablation.md`` (mean
@@ -297,7 +299,7 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     out = Path(out) if out else default_data_root() / f"reproduce-{profile.name}"
     out.mkdir(parents=True, exist_ok=True)
     protocols = {"computed": evaluation_sets(root, profile, pairs_file)}
-    if is_toyviton(root):
+    if oracle and is_toyviton(root):
         protocols["oracle"] = evaluation_sets(root, profile, pairs_file, warp="oracle")
     net = attribute_network(profile, root)
     vae, _ = load_or_train_encoders(profile, progress=progress)

@@ -150,7 +150,7 @@ def test_a_bad_pairs_file_is_found_before_training(no_work, capsys, release_root
 
 
 def test_data_error_during_work_is_one_line(monkeypatch, capsys, release_root):
-    def train_variant(variant, profile, seed, data_root, mixed_precision, pairs_file):
+    def train_variant(variant, profile, seed, data_root, mixed_precision, pairs_file, warp):
         VitonHD(data_root, "train")[0]
 
     monkeypatch.setattr(gardiffmini.train, "train_variant", train_variant)

@@ -233,6 +233,10 @@ def test_reproduce_end_to_end(toyviton_root: Path, tmp_path: Path,
                       variants=("base", "base+gfa+al"), progress=False)
     assert len(evaluated) == 6  # every evaluation was cached in its run folder
     assert json.loads((again / "ablation.json").read_text())["summary"] == record["summary"]
+    without = reproduce(profile, seeds=1, out=tmp_path / "without", data_root=toyviton_root,
+                        variants=("base",), progress=False, oracle=False)
+    assert json.loads((without / "ablation.json").read_text())["oracle"] is None
+    assert "Oracle" not in (without / "ablation.md").read_text()
 
 
 def test_cached_evaluation_is_reused_until_the_warps_change(
