@@ -224,7 +224,9 @@ def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
     key = config_hash({
         "n_eval": profile.n_eval, "sample_steps": profile.sample_steps,
         "guidance_scale": profile.guidance_scale, "seed": seed,
-        "sampler": dict(pipeline.scheduler.config),
+        # the config's own bookkeeping ("_use_default_values") lists a set: its order changes
+        # from one process to the next, so it would make every key new
+        "sampler": {k: v for k, v in pipeline.scheduler.config.items() if not k.startswith("_")},
         "root": str(Path(root).resolve()), "warps": warps_digest(sets),
         "feature_net": weights_hash(net) if net is not None else None,
         "toolchain": metrics.TOOLCHAIN,
