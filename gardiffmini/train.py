@@ -33,6 +33,7 @@ from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.features import default_features
 from gardiffmini.inpainting_base import base_hash, inpainting_base
 from gardiffmini.losses import FrozenDecoder, epsilon_from_v, gardiff_loss
+from gardiffmini.metrics import label_region
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import start_vae_stream_at_zero
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
@@ -121,7 +122,7 @@ def encode_split(
             "clip": clip_image_embeds(image_encoder, batch["cloth"]),
             "warped_mask": batch["warped_mask"],
             "agnostic_mask": batch["agnostic_mask"],
-            "garment_mask": torch.isin(batch["parse"], torch.tensor(GARMENT_LABELS))[:, None],
+            "garment_mask": label_region(batch["parse"], GARMENT_LABELS).bool(),
             "person": ((batch["person"] + 1) * 127.5).round().to(torch.uint8),
         }
         for key, value in encoded.items():
