@@ -398,3 +398,40 @@ def skin_error(pred: torch.Tensor, truth: torch.Tensor, region: torch.Tensor,
     error = ((pred - truth).abs().mean(dim=1, keepdim=True) * region).sum(dim=(1, 2, 3))
     return torch.where(count >= min_pixels, error / count.clamp_min(1),
                        torch.full_like(count, float("nan")))
+
+
+def surrounding_band(region: torch.Tensor, width: int,
+                     within: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, 1, H, W)`` mask of the pixels at most ``width`` pixels from ``region`` (a square
+    neighbourhood: the region dilated by a ``(2 width + 1)``-pixel max-pool) and not in it,
+    times ``within`` where given (e.g. the agnostic mask: the pixels a model paints).
+
+    Around a garment's labels it is the skin and background next to the garment: where a
+    garment's texture would leak to (chapter 5's measure of masked attention)."""
+    check_image_batch("region", region, channels=1, value_range=(0.0, 1.0))
+    if width < 1:
+        raise ValueError(f"width must be at least 1 pixel, got {width}")
+    inside = (region > 0.5).float()
+    grown = torch.nn.functional.max_pool2d(inside, 2 * width + 1, stride=1, padding=width)
+    band = grown * (1 - inside)
+    if within is not None:
+        _check_optional_mask(within, region)
+        band = band * within.to(band.dtype)
+    return band
+
+
+def surround_error(pred: torch.Tensor, truth: torch.Tensor, region: torch.Tensor, width: int,
+                   within: torch.Tensor | None = None,
+                   min_pixels: int = SKIN_MIN_PIXELS) -> torch.Tensor:
+    """Mean ``|pred - truth|`` (RGB, images in [0, 1]) over :func:`surrounding_band` of
+    ``region`` ``(B,)``: the colour error on the skin and background within ``width`` pixels
+    of the garment (``region``: the truth's garment labels), inside ``within`` where given.
+    NaN for an image with fewer than ``min_pixels`` such pixels. Lower is better; a garment
+    texture painted past the garment's edge raises it."""
+    _check_pair(pred, truth)
+    _check_optional_mask(region, pred)
+    band = surrounding_band(region, width, within)
+    count = band.sum(dim=(1, 2, 3))
+    error = ((pred - truth).abs().mean(dim=1, keepdim=True) * band).sum(dim=(1, 2, 3))
+    return torch.where(count >= min_pixels, error / count.clamp_min(1),
+                       torch.full_like(count, float("nan")))

@@ -254,3 +254,45 @@ def test_high_frequency_energy_ratio_known_values(textured):
     assert (ratios[2] < ratios[1]).all()
     with pytest.raises(ValueError, match="cutoff"):
         high_frequency_energy_ratio(image, image, cutoff=0.6)
+
+
+def test_surrounding_band_against_a_hand_drawn_ring():
+    region = torch.zeros(1, 1, 9, 9)
+    region[..., 3:6, 3:6] = 1  # a 3x3 garment in the middle
+    band = metrics.surrounding_band(region, width=1)
+    ring = torch.zeros(9, 9)
+    ring[2:7, 2:7] = 1
+    ring[3:6, 3:6] = 0  # the 16 pixels around the garment, corners included
+    torch.testing.assert_close(band[0, 0], ring)
+    # a region at the image's edge grows only inwards
+    edge = torch.zeros(1, 1, 4, 4)
+    edge[..., 0, :] = 1
+    torch.testing.assert_close(metrics.surrounding_band(edge, 2)[0, 0, :, 0],
+                               torch.tensor([0.0, 1, 1, 0]))
+    within = torch.zeros(1, 1, 9, 9)
+    within[..., :, :5] = 1  # only the left part is painted
+    assert metrics.surrounding_band(region, 1, within).sum() == 16 - 7
+    with pytest.raises(ValueError, match="width"):
+        metrics.surrounding_band(region, 0)
+
+
+def test_surround_error_against_a_hand_computation():
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.rand(2, 3, 12, 10, generator=generator)
+    pred = torch.rand(2, 3, 12, 10, generator=generator)
+    region = torch.zeros(2, 1, 12, 10)
+    region[0, :, 4:8, 3:7] = 1
+    region[1, :, 0:2, 0:2] = 1  # a corner: its band has 5 pixels within 1, 12 within 2
+    width = 2
+    expected = []
+    for b in range(2):
+        inside = [(i, j) for i in range(12) for j in range(10) if region[b, 0, i, j] == 1]
+        ring = [(i, j) for i in range(12) for j in range(10) if region[b, 0, i, j] == 0
+                and any(max(abs(i - y), abs(j - x)) <= width for y, x in inside)]
+        expected.append(sum((pred[b, :, i, j] - truth[b, :, i, j]).abs().mean()
+                            for i, j in ring) / len(ring))
+    got = metrics.surround_error(pred, truth, region, width, min_pixels=1)
+    torch.testing.assert_close(got, torch.stack(expected))
+    assert metrics.surround_error(truth, truth, region, width, min_pixels=1).eq(0).all()
+    # fewer band pixels than min_pixels: no case
+    assert metrics.surround_error(pred, truth, region, 1, min_pixels=6)[1].isnan()
