@@ -19,7 +19,6 @@ a run. ``profile.base_steps == 0`` means no base: the ``paper`` profile starts f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -84,7 +83,7 @@ def base_config(profile: Profile, vae_id: str, recipe: Recipe = DEFAULT_RECIPE) 
         "n_train": profile.n_train, "vae": vae_id,
         "unet": architecture(make_base_unet(profile).config), "steps": profile.base_steps,
         "batch_size": profile.batch_size, "lr": profile.learning_rate,
-        "warmup": profile.warmup_steps, "tokens": profile.clip_tokens, "recipe": asdict(recipe),
+        "warmup": profile.warmup_steps, "tokens": profile.clip_tokens, "recipe": recipe.identity(),
     }
 
 

@@ -11,7 +11,7 @@ base (:mod:`gardiffmini.inpainting_base`) both train on them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,8 @@ class Recipe:
       paper's unweighted noise MSE;
     - ``region_weight``: the weight of latent positions inside the agnostic mask against 1
       outside it (the output is pasted back there, so only the try-on region is asked for);
+    - ``garment_weight``: a further factor on the positions of the garment the person wears
+      (its labels in the person's label map), where the garment's detail is;
     - ``drop_warped_latent``: drop ``E(I_w)`` from the UNet's input together with the garment
       tokens, so that classifier-free guidance has a garment to guide towards;
     - ``ema_decay``: the largest decay of the EMA weights (diffusers' ``EMAModel`` with its
@@ -39,6 +41,7 @@ class Recipe:
 
     min_snr_gamma: float | None = 5.0
     region_weight: float = 4.0
+    garment_weight: float = 1.0
     drop_warped_latent: bool = True
     ema_decay: float | None = 0.999
     prediction_type: str = "v_prediction"
@@ -47,6 +50,17 @@ class Recipe:
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got "
                              f"{self.prediction_type!r}")
+
+    def identity(self) -> dict:
+        """The fields for a run's identity: every field, less those added after runs were
+        shipped (:data:`LATER_FIELDS`) while they hold the value that changes nothing, so that
+        the shipped runs keep their identity."""
+        return {key: value for key, value in asdict(self).items()
+                if LATER_FIELDS.get(key, object()) != value}
+
+
+# fields added to Recipe after runs were shipped, with the value that leaves the loss as it was
+LATER_FIELDS = {"garment_weight": 1.0}
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -94,7 +108,7 @@ def min_snr_weights(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor,
 def region_weights(agnostic_mask: torch.Tensor, latent_size: tuple[int, int],
                    weight: float) -> torch.Tensor:
     """Per-position loss weights ``(B, 1, h, w)``: ``weight`` where the latent cell touches the
-    agnostic mask (max-pooled to the latent grid), 1 elsewhere."""
+    mask (max-pooled to the latent grid), 1 elsewhere."""
     if weight < 1:
         raise ValueError(f"region_weight must be >= 1, got {weight}")
     inside = F.adaptive_max_pool2d(agnostic_mask.float(), latent_size)
@@ -139,11 +153,14 @@ def noised_latents(
 def recipe_mse(
     prediction: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
     agnostic_mask: torch.Tensor, scheduler: DDPMScheduler, recipe: Recipe,
+    garment_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The diffusion MSE of a UNet ``prediction`` as ``recipe`` weighs it
     (:func:`weighted_noise_mse`): against ``eps`` or ``v``, with Min-SNR-gamma weights per
-    sample and :func:`region_weights` per position. :data:`PAPER_RECIPE` gives the paper's
-    ``L_mse``."""
+    sample and :func:`region_weights` per position: ``recipe.region_weight`` in the agnostic
+    mask, times ``recipe.garment_weight`` on the person's own garment (``garment_mask``,
+    ``(B, 1, H, W)``; required when that weight is not 1). :data:`PAPER_RECIPE` gives the
+    paper's ``L_mse``."""
     alphas_cumprod = scheduler.alphas_cumprod.to(x0.device)
     v_model = recipe.prediction_type == "v_prediction"
     target = scheduler.get_velocity(x0, noise, timesteps) if v_model else noise
@@ -151,4 +168,9 @@ def recipe_mse(
                                   recipe.prediction_type)
                   if recipe.min_snr_gamma else torch.ones(len(x0), device=x0.device))
     per_position = region_weights(agnostic_mask, tuple(x0.shape[-2:]), recipe.region_weight)
+    if recipe.garment_weight != 1:
+        if garment_mask is None:
+            raise ValueError("recipe_mse: a garment_weight other than 1 needs the garment_mask")
+        per_position = per_position * region_weights(garment_mask, tuple(x0.shape[-2:]),
+                                                     recipe.garment_weight)
     return weighted_noise_mse(prediction, target, per_sample, per_position)

@@ -164,7 +164,7 @@ def run_config(
 ) -> dict:
     """What identifies a try-on run: variant, recipe, schedule, optimiser, UNet and encoders."""
     return {
-        "variant": asdict(variant), "recipe": asdict(recipe),
+        "variant": asdict(variant), "recipe": recipe.identity(),
         "unet": architecture(unet_config), "steps": steps,
         "lr": profile.learning_rate, "warmup": profile.warmup_steps,
         "batch_size": profile.batch_size,
@@ -201,7 +201,7 @@ def diffusion_step_loss(
     prediction = unet(unet_input, timesteps, encoder_hidden_states=tokens,
                       cross_attention_kwargs=kwargs).sample
     mse = recipe_mse(prediction, x0, noise, timesteps, batch["agnostic_mask"], scheduler,
-                     recipe)
+                     recipe, garment_mask=batch["garment_mask"])
     if not variant.appearance_loss:
         return {"loss": mse}
     alphas_cumprod = scheduler.alphas_cumprod.to(device)

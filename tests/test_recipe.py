@@ -124,3 +124,29 @@ def test_min_snr_weights_for_v_weigh_the_x0_error_alike():
 def test_recipe_rejects_an_unknown_prediction_type():
     with pytest.raises(ValueError, match="prediction_type"):
         objective.Recipe(prediction_type="sample")
+
+
+def test_garment_weight_multiplies_the_region_weight_on_the_garment():
+    scheduler = objective.noise_scheduler("epsilon")
+    x0, noise = torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
+    prediction = torch.tensor([[[[1.0, 1.0], [2.0, 0.0]]]])  # squared errors 1, 1, 4, 0
+    agnostic = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])  # the top row
+    garment = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])  # its left cell
+    recipe = objective.Recipe(min_snr_gamma=None, region_weight=4.0, garment_weight=3.0,
+                              prediction_type="epsilon")
+    loss = objective.recipe_mse(prediction, x0, noise, torch.tensor([10]), agnostic, scheduler,
+                                recipe, garment_mask=garment)
+    weights = [12.0, 4.0, 1.0, 1.0]
+    expected = (12 * 1 + 4 * 1 + 1 * 4 + 1 * 0) / sum(weights)
+    assert loss.item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="garment_mask"):
+        objective.recipe_mse(prediction, x0, noise, torch.tensor([10]), agnostic, scheduler,
+                             recipe)
+
+
+def test_a_recipe_keeps_its_identity_while_a_later_field_changes_nothing():
+    recipe = objective.Recipe()
+    assert "garment_weight" not in recipe.identity()
+    weighted = objective.Recipe(garment_weight=2.0).identity()
+    assert weighted["garment_weight"] == 2.0
+    assert {k: v for k, v in weighted.items() if k != "garment_weight"} == recipe.identity()
