@@ -246,8 +246,8 @@ def network_requests(driver) -> list[str]:
 
 
 def is_chapter(page: Path) -> bool:
-    """A chapter notebook's page (``notebooks/chNN_*.html``)."""
-    return page.parent.name == "notebooks" and re.match(r"ch\d+_", page.name) is not None
+    """A chapter notebook's page (``notebooks/chNN_*.html``, or ``chNNb_*`` for a split chapter)."""
+    return page.parent.name == "notebooks" and re.match(r"ch\d+[a-z]?_", page.name) is not None
 
 
 def inspect_page(driver, page: Path, screenshot: Path) -> tuple[list[str], dict]:
