@@ -142,9 +142,11 @@ class L2Pooling(nn.Module):
         self.register_buffer("kernel", kernel, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pool ``x`` by two."""
-        out = F.conv2d(x**2, self.kernel, stride=2, padding=1, groups=x.shape[1])
-        return torch.sqrt(out + 1e-12)
+        """Pool ``x`` by two, in float32 also under fp16 autocast: there ``1e-12`` rounds to 0,
+        and the gradient of sqrt at 0 is infinite where a feature map is 0 (after a ReLU)."""
+        with torch.autocast(x.device.type, enabled=False):
+            out = F.conv2d(x.float() ** 2, self.kernel, stride=2, padding=1, groups=x.shape[1])
+            return torch.sqrt(out + 1e-12)
 
 
 # torchvision's vgg16().features: conv widths, "M" where a max pool sits (indices 4, 9, 16, 23, 30)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from gardiffmini import train
 from gardiffmini.bench import synthetic_cache
-from gardiffmini.features import default_features
+from gardiffmini.features import L2Pooling, default_features
 from gardiffmini.losses import spatial_loss
 from gardiffmini.models.vae import make_vae
 from gardiffmini.objective import DEFAULT_RECIPE, noise_scheduler
@@ -94,3 +94,20 @@ def test_the_spatial_loss_has_finite_gradients_under_fp16_autocast():
     cosine = F.cosine_similarity(gradients[None].flatten(), gradients[torch.float16].flatten(),
                                  dim=0)
     assert cosine > 0.99
+
+
+def test_dists_l2_pooling_has_finite_gradients_under_fp16_autocast():
+    """VGG16's L2 pooling, sqrt(hanning * x^2 + 1e-12), is taken in float32: a feature map that a
+    ReLU zeroed makes the sum 0, and in fp16 the 1e-12 rounds to 0 (the gradient of sqrt at 0
+    is infinite). Its value matches the fp32 pooling of the same input."""
+    x = torch.zeros(1, 2, 8, 8)
+    x[:, 0, 2:6, 2:6] = 0.5  # channel 1 is all zeros, as after a ReLU
+    pool = L2Pooling(2)
+    expected = pool(x)
+    x.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.float16):
+        pooled = pool(x)
+    pooled.sum().backward()
+    assert pooled.dtype == torch.float32
+    assert torch.isfinite(x.grad).all()
+    torch.testing.assert_close(pooled, expected)
