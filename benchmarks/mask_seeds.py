@@ -35,7 +35,7 @@ from gardiffmini import metrics
 from gardiffmini.data.layout import GARMENT_LABELS
 from gardiffmini.evaluate import cached_evaluation
 from gardiffmini.profiles import Profile
-from gardiffmini.reproduce import HIGHER_IS_BETTER, compare, provenance, summarize
+from gardiffmini.reproduce import compare, provenance, summarize
 from gardiffmini.train import VARIANTS, Variant, train_variant
 
 NO_MASK = Variant("Base + GFA (no mask)", garment_adapter=True, appearance_loss=False,
@@ -44,8 +44,6 @@ MODELS = {"mask": VARIANTS["base+gfa"], "no mask": NO_MASK}
 REPORTED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u",
             "FID_toy_p", "FID_toy_u", "attribute_accuracy_u", "unpaired_colour_match")
 SURROUND = ("surround_error", "surround_error_u")
-for key in SURROUND:  # a new metric: compare() must know its direction (lower is better)
-    HIGHER_IS_BETTER.setdefault(key, False)
 
 
 def band_width(profile: Profile) -> int:

@@ -69,7 +69,7 @@ HIGHER_IS_BETTER = {
     "SSIM": True, "LPIPS": False, "garment_detail_error": False,
     "SSIM_occluded": True, "garment_detail_error_occluded": False,
     "SSIM_u": True, "LPIPS_u": False, "garment_detail_error_u": False, "skin_error_u": False,
-    "unpaired_colour_match": True,
+    "unpaired_colour_match": True, "surround_error": False, "surround_error_u": False,
     "attribute_accuracy_p": True, "attribute_accuracy_u": True, "FID_toy_p": False,
     "KID_toy_p": False, "FID_toy_u": False, "KID_toy_u": False,
     "FID_p": False, "KID_p": False, "FID_u": False, "KID_u": False,  # the paper's columns
