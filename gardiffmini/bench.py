@@ -71,6 +71,7 @@ def synthetic_cache(profile: Profile, n: int, seed: int = 0) -> dict[str, torch.
         "agnostic_mask": (torch.rand(mask, generator=generator) > 0.5).float(),
         "person": torch.randint(0, 256, (n, 3, *profile.image_size), generator=generator,
                                 dtype=torch.uint8),
+        "garment_mask": torch.rand(mask, generator=generator) > 0.5,
     }
 
 
