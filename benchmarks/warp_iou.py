@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from gardiffmini.data.toyviton import generate
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.data.warp import warp_garment
+from gardiffmini.profiles import get_profile
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -47,8 +48,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default="/tmp/toyviton-warp")
     args = parser.parse_args()
-    root = generate(args.root, args.profile, seed=args.seed, n_train=0, n_test=args.n_test)
-    data = VitonHD(root, "test", "paired", size=args.profile, warp="given")
+    profile = get_profile(args.profile)
+    root = generate(args.root, profile, seed=args.seed, n_train=0, n_test=args.n_test)
+    data = VitonHD(root, "test", "paired", size=profile, warp="given")
     ious = warp_ious(data)
     attributes = json.loads((root / "test" / "cloth-attributes.json").read_text())
     groups = defaultdict(list)

@@ -210,7 +210,8 @@ def bench(profile: str | Profile, steps: int | None = None, warmup: int = 3,
           mixed_precision: str = "no", speed: Speed = DEFAULT_SPEED,
           variants: list[str] | None = None) -> dict:
     """The benchmark's numbers: per variant and for the peer, steps/s, images/s and peak
-    memory (where the device reports it), and each variant's speed relative to the peer."""
+    memory (where the device reports it), and each variant's speed relative to the peer.
+    ``profile``, a :class:`~gardiffmini.profiles.Profile` or its name, is resolved here, once."""
     profile = get_profile(profile)
     steps = steps or DEFAULT_STEPS.get(profile.name, 30)
     accelerator = Accelerator(mixed_precision=mixed_precision,

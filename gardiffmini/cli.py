@@ -7,6 +7,9 @@ category folder (``DressCode/upper_body``; or ``--root DressCode --category uppe
 told apart by its folders (:mod:`gardiffmini.data.datasets`). Every command that reads data
 takes ``--pairs-file``. Arguments, paths and counts are checked before any data is generated
 or any model trained, and a mistake is reported in one line, without a traceback.
+The ``--profile`` name is resolved once: here for ``data`` and ``train``, whose library
+functions take a :class:`~gardiffmini.profiles.Profile`, and at the top of the entry point
+that ``sample``, ``evaluate``, ``reproduce`` and ``bench`` call.
 """
 
 from __future__ import annotations
@@ -134,8 +137,8 @@ def _data(args: argparse.Namespace) -> None:
     from gardiffmini.paths import toyviton_root
 
     root = args.root or toyviton_root(args.profile)
-    generate(root, args.profile, seed=args.seed, n_train=args.n_train, n_test=args.n_test,
-             workers=args.workers)
+    generate(root, get_profile(args.profile), seed=args.seed, n_train=args.n_train,
+             n_test=args.n_test, workers=args.workers)
     print(f"ToyVITON ({args.profile}) is at {root}")
 
 
@@ -151,7 +154,8 @@ def _warp(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from gardiffmini.train import train_variant
 
-    pipeline = train_variant(args.variant, args.profile, seed=args.seed, data_root=args.root,
+    pipeline = train_variant(args.variant, get_profile(args.profile), seed=args.seed,
+                             data_root=args.root,
                              mixed_precision=(None if args.mixed_precision == "auto"
                                               else args.mixed_precision),
                              pairs_file=args.pairs_file,
@@ -171,7 +175,7 @@ def _sample(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from gardiffmini.evaluate import evaluate_variant
 
-    result = evaluate_variant(args.variant, get_profile(args.profile), seed=args.seed,
+    result = evaluate_variant(args.variant, args.profile, seed=args.seed,
                               data_root=args.root, pairs_file=args.pairs_file, warp=args.warp)
     print(json.dumps(result, indent=2))
 

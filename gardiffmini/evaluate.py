@@ -246,7 +246,8 @@ def evaluate_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0
                      pairs_file: Path | str | None = None, warp: str = "computed") -> dict:
     """Train (or reuse) one variant at one seed on the training pairs (on the computed warp)
     and return its metrics on the test pairs (of ``pairs_file`` where given:
-    :func:`evaluation_sets`), given the warp of protocol ``warp``."""
+    :func:`evaluation_sets`), given the warp of protocol ``warp``. ``profile``, a
+    :class:`~gardiffmini.profiles.Profile` or its name, is resolved here, once."""
     profile = get_profile(profile)
     root = Path(data_root) if data_root else ensure_toyviton(profile)
     sets = evaluation_sets(root, profile, pairs_file, warp)
@@ -259,7 +260,8 @@ def sample_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
                    data_root: Path | str | None = None,
                    pairs_file: Path | str | None = None, warp: str = "computed") -> list[Path]:
     """Dress the first ``n`` test persons (of ``pairs_file`` where given), given the warp of
-    protocol ``warp``, with a trained variant; write PNGs, return paths."""
+    protocol ``warp``, with a trained variant; write PNGs, return paths. ``profile``, a
+    :class:`~gardiffmini.profiles.Profile` or its name, is resolved here, once."""
     from PIL import Image
 
     profile = get_profile(profile)

@@ -35,7 +35,7 @@ from gardiffmini.objective import (
     recipe_mse,
 )
 from gardiffmini.pipeline import tryon_unet_input
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile
 from gardiffmini.runs import Run, architecture, config_hash, fit, step_generator, warmup_schedule
 from gardiffmini.shipped import WEIGHTS_DIR, load_shipped
 
@@ -48,10 +48,9 @@ def garment_channels(profile: Profile) -> slice:
     return slice(profile.latent_channels, 2 * profile.latent_channels)
 
 
-def make_base_unet(profile: Profile | str) -> UNet2DConditionModel:
+def make_base_unet(profile: Profile) -> UNet2DConditionModel:
     """The profile's try-on UNet with its ``E(I_w)`` input weights at zero: an inpainting UNet
     that ignores the garment channels until a variant trains them."""
-    profile = get_profile(profile)
     unet = make_unet(profile)
     with torch.no_grad():
         unet.conv_in.weight[:, garment_channels(profile)] = 0
@@ -87,9 +86,9 @@ def base_config(profile: Profile, vae_id: str, recipe: Recipe = DEFAULT_RECIPE) 
     }
 
 
-def base_hash(profile: Profile | str, vae_id: str) -> str:
+def base_hash(profile: Profile, vae_id: str) -> str:
     """The identity of the profile's base trained on the VAE ``vae_id`` (a weights hash)."""
-    return config_hash(base_config(get_profile(profile), vae_id))
+    return config_hash(base_config(profile, vae_id))
 
 
 def shipped_base_path(profile: Profile) -> Path:
@@ -97,10 +96,9 @@ def shipped_base_path(profile: Profile) -> Path:
     return WEIGHTS_DIR / f"inpainting-base-{profile.name}.safetensors"
 
 
-def load_shipped_base(profile: Profile | str, vae_id: str) -> dict[str, torch.Tensor] | None:
+def load_shipped_base(profile: Profile, vae_id: str) -> dict[str, torch.Tensor] | None:
     """The package's base of ``profile`` as a float32 state dict, or ``None`` when none was
     made by today's :func:`base_config` (then the caller trains one)."""
-    profile = get_profile(profile)
     shipped = load_shipped(shipped_base_path(profile), "base_hash", base_hash(profile, vae_id))
     return None if shipped is None else shipped[0]
 
@@ -138,12 +136,11 @@ def train_base(
 
 
 def inpainting_base(
-    profile: Profile | str, vae_id: str, training_set: Callable[[], dict[str, torch.Tensor]],
+    profile: Profile, vae_id: str, training_set: Callable[[], dict[str, torch.Tensor]],
     progress: bool = True, use_shipped: bool = True,
 ) -> dict[str, torch.Tensor] | None:
     """The weights every variant of ``profile`` starts from: the shipped base where it matches,
     else :func:`train_base`; ``None`` when the profile has no base (``base_steps == 0``)."""
-    profile = get_profile(profile)
     if profile.base_steps == 0:
         return None
     shipped = load_shipped_base(profile, vae_id) if use_shipped else None

@@ -35,7 +35,7 @@ from gardiffmini.models.encoders import (
     load_images,
     to_float,
 )
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile
 from gardiffmini.runs import Run, fit, step_generator, warmup_schedule
 
 PROBE_GRID_CHANNELS = 16
@@ -56,9 +56,9 @@ class GarmentSet:
         return [a["pattern"] for a in self.attributes]
 
 
-def load_garments(root: Path | str, split: str, profile: str | Profile) -> GarmentSet:
+def load_garments(root: Path | str, split: str, profile: Profile) -> GarmentSet:
     """The in-shop garments of ``split``, their masks and attributes, at the profile's size."""
-    size = get_profile(profile).image_size
+    size = profile.image_size
     masks = (load_images(root, split, "cloth-mask", size)[:, :1] > 127).float()
     return GarmentSet(load_images(root, split, "cloth", size), masks, load_attributes(root, split))
 
@@ -98,9 +98,8 @@ class ProbeDecoder(nn.Module):
     to the image size.
     """
 
-    def __init__(self, feature_shape: tuple[int, ...], profile: str | Profile) -> None:
+    def __init__(self, feature_shape: tuple[int, ...], profile: Profile) -> None:
         super().__init__()
-        profile = get_profile(profile)
         h, w = profile.latent_size
         grid = PROBE_GRID_CHANNELS
         if len(feature_shape) == 1:
@@ -132,7 +131,7 @@ def _fingerprint(tensor: torch.Tensor) -> str:
 
 
 def train_reconstruction_probe(
-    name: str, features: torch.Tensor, images: torch.Tensor, profile: str | Profile,
+    name: str, features: torch.Tensor, images: torch.Tensor, profile: Profile,
     seed: int = 0, progress: bool = True,
 ) -> ProbeDecoder:
     """Train a :class:`ProbeDecoder` from frozen ``features`` to the uint8 ``images`` (L1).
@@ -140,7 +139,6 @@ def train_reconstruction_probe(
     ``profile.probe_steps`` steps of batch ``profile.batch_size`` through a resumable run
     (named ``probe-<name>``; the features' fingerprint is part of its configuration).
     """
-    profile = get_profile(profile)
     if len(features) != len(images):
         raise ValueError(f"{len(features)} features but {len(images)} images: expected one each")
     config = {"profile_fields": profile.training_fields(), "features": _fingerprint(features),
@@ -186,7 +184,7 @@ def summarize(scores: dict[str, torch.Tensor], groups: list[str]) -> dict[str, d
 
 def reconstruction_probe(
     features_train: dict[str, torch.Tensor], features_test: dict[str, torch.Tensor],
-    train: GarmentSet, test: GarmentSet, profile: str | Profile, seed: int = 0,
+    train: GarmentSet, test: GarmentSet, profile: Profile, seed: int = 0,
     progress: bool = True,
 ) -> dict:
     """Rebuild the test garments from each frozen feature and score them.

@@ -3,7 +3,10 @@
 A profile fixes the image size (always 4:3, like the paper's 512x384), the size of the
 ToyVITON data set, the widths of every model, the number of training steps, the batch
 size and the sampling settings. Notebooks and the command line take a profile *name*;
-nothing else is edited to change scale.
+nothing else is edited to change scale. They resolve it once, with :func:`get_profile`,
+and pass the :class:`Profile` down: the library takes the object (only its top-level
+entry points, ``sample_variant``, ``evaluate_variant``, ``reproduce`` and ``bench``, also
+take a name, which they resolve at their top).
 
 - ``ci``: each notebook finishes in well under a minute on two CPU cores (for CI).
 - ``cpu``: legible results on a laptop in minutes.

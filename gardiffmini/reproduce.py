@@ -284,7 +284,8 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     paper's numbers, each run's training time and speed, the metrics skipped for want of
     ToyVITON's attributes and why, and the provenance with each metric's toolchain; its wall
     time counts this call only, the training runs it reused report their own). Evaluations
-    are cached by :func:`cached_evaluation`. Returns ``out``.
+    are cached by :func:`cached_evaluation`. Returns ``out``. ``profile``, a
+    :class:`~gardiffmini.profiles.Profile` or its name, is resolved here, once.
     """
     import matplotlib.pyplot as plt
 

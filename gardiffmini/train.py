@@ -49,7 +49,7 @@ from gardiffmini.objective import (
 from gardiffmini.paths import runs_root
 from gardiffmini.pipeline import GarDiffPipeline, encode_latents, tryon_unet_input
 from gardiffmini.precision import mixed_precision_for
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile
 from gardiffmini.runs import (
     DEFAULT_SPEED,
     Run,
@@ -219,7 +219,7 @@ def diffusion_step_loss(
 
 
 def train_variant(
-    variant: str | Variant, profile: str | Profile = "cpu", seed: int = 0,
+    variant: str | Variant, profile: Profile, seed: int = 0,
     data_root: Path | str | None = None, steps: int | None = None,
     mixed_precision: str | None = None, progress: bool = True, recipe: Recipe = DEFAULT_RECIPE,
     pairs_file: Path | str | None = None, speed: Speed = DEFAULT_SPEED,
@@ -237,7 +237,7 @@ def train_variant(
     device calls for, :func:`~gardiffmini.precision.mixed_precision_for`, fp32 on a CPU) is
     part of the identity too, since it changes the weights; ``speed``
     (:class:`~gardiffmini.runs.Speed`) says how the steps run on the device."""
-    profile, variant = get_profile(profile), get_variant(variant)
+    variant = get_variant(variant)
     mixed_precision = mixed_precision_for() if mixed_precision is None else mixed_precision
     steps = profile.diffusion_steps if steps is None else steps
     root = Path(data_root) if data_root else ensure_toyviton(profile)

@@ -102,6 +102,8 @@ def release_root(tmp_path: Path) -> Path:
 def toyviton_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ToyVITON at the ``ci`` size (4 train, 16 test pairs), shared: do not modify."""
     from gardiffmini.data.toyviton import generate
+    from gardiffmini.profiles import get_profile
 
     root = tmp_path_factory.mktemp("toyviton") / "toyviton-ci"
-    return generate(root, "ci", seed=0, n_train=4, n_test=16, workers=1, progress=False)
+    return generate(root, get_profile("ci"), seed=0, n_train=4, n_test=16, workers=1,
+                    progress=False)

@@ -110,9 +110,10 @@ def test_two_processes_train_like_one_at_the_combined_batch(tmp_path):
 
 def _initial_weights() -> dict[str, torch.Tensor]:
     from gardiffmini.models.unet import make_unet
+    from gardiffmini.profiles import get_profile
 
     torch.manual_seed(0)
-    return make_unet("ci").state_dict()
+    return make_unet(get_profile("ci")).state_dict()
 
 
 if __name__ == "__main__":

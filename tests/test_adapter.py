@@ -23,6 +23,8 @@ from gardiffmini.models.attention import (
 from gardiffmini.models.unet import make_unet
 from gardiffmini.profiles import get_profile
 
+CI = get_profile("ci")
+
 
 def sd_like_unet() -> UNet2DConditionModel:
     """Stable Diffusion 2 inpainting's architecture (blocks, heads per level, linear
@@ -77,21 +79,21 @@ def test_vae_token_projector_any_size(size):
 
 
 def test_garment_adapter_tokens():
-    adapter = GarmentAdapter.from_profile("ci")
+    adapter = GarmentAdapter.from_profile(CI)
     profile = get_profile("ci")
     clip = torch.randn(2, profile.clip_embed_dim)
     latents = torch.randn(2, 4, 16, 12)
     assert adapter(clip, latents).shape == (2, profile.clip_tokens + 16 * 12, 32)
     with pytest.raises(ValueError, match="warped_latents"):
         adapter(clip)
-    base = GarmentAdapter.from_profile("ci", use_vae_tokens=False)
+    base = GarmentAdapter.from_profile(CI, use_vae_tokens=False)
     assert base.vae_projector is None
     assert base(clip, latents).shape == (2, profile.clip_tokens, 32)
     torch.testing.assert_close(base(clip, latents), base(clip))
 
 
 def test_garment_adapter_save_and_load(tmp_path):
-    adapter = GarmentAdapter.from_profile("ci", mask_branches=("clip", "vae"), scale_vae=0.5)
+    adapter = GarmentAdapter.from_profile(CI, mask_branches=("clip", "vae"), scale_vae=0.5)
     adapter.save_pretrained(tmp_path)
     loaded = GarmentAdapter.from_pretrained(tmp_path)
     assert loaded.attention_settings == {
@@ -102,7 +104,7 @@ def test_garment_adapter_save_and_load(tmp_path):
 
 
 def test_install_on_the_small_unet():
-    unet = make_unet("ci")
+    unet = make_unet(CI)
     before = unet.attn_processors
     processors = install_garment_adapter(unet, n_clip_tokens=2, scale_vae=0.5)
     after = unet.attn_processors
@@ -125,7 +127,7 @@ def test_install_on_the_small_unet():
 
 
 def test_vae_stream_is_trainable_and_masked_through_the_unet():
-    unet = make_unet("ci")
+    unet = make_unet(CI)
     install_garment_adapter(unet, n_clip_tokens=2)
     sample = torch.randn(2, 12, 16, 12)
     tokens = torch.randn(2, 2 + 16 * 12, 32)
@@ -161,14 +163,14 @@ def test_install_on_a_stable_diffusion_shaped_unet():
 
 
 def test_adapter_install_matches_its_config():
-    unet = make_unet("ci")
-    adapter = GarmentAdapter.from_profile("ci", mask_branches=("clip", "vae"), scale_clip=0.3)
+    unet = make_unet(CI)
+    adapter = GarmentAdapter.from_profile(CI, mask_branches=("clip", "vae"), scale_clip=0.3)
     adapter.install(unet)
     for processor in garment_processors(unet).values():
         assert isinstance(processor, DecoupledMaskedAttnProcessor)
         assert processor.mask_branches == ("clip", "vae") and processor.scale_clip == 0.3
-    base_unet = make_unet("ci")
-    assert len(GarmentAdapter.from_profile("ci", use_vae_tokens=False).install(base_unet)) == 0
+    base_unet = make_unet(CI)
+    assert len(GarmentAdapter.from_profile(CI, use_vae_tokens=False).install(base_unet)) == 0
     assert not garment_processors(base_unet)
 
 

@@ -19,6 +19,9 @@ from gardiffmini.models.attention import (
     start_vae_stream_at_zero,
 )
 from gardiffmini.models.unet import make_unet
+from gardiffmini.profiles import get_profile
+
+CI = get_profile("ci")
 
 HEADS, HEAD_DIM, QUERY_DIM, CROSS_DIM, N_CLIP = 2, 8, 16, 12, 3
 GRID = (8, 6)  # a non-square query grid, from a 16 x 12 mask
@@ -168,7 +171,7 @@ def test_resize_mask_is_area_average():
 
 def test_recorder_stores_maps_only_when_on():
     profile_latent = (16, 12)
-    unet = make_unet("ci")
+    unet = make_unet(CI)
     install_garment_adapter(unet, n_clip_tokens=2)
     sample = torch.randn(2, 12, *profile_latent)
     tokens = torch.randn(2, 2 + 16 * 12, 32)
@@ -201,13 +204,13 @@ def test_recorder_stores_maps_only_when_on():
 
 def test_recorder_needs_garment_processors():
     with pytest.raises(ValueError, match="no DecoupledMaskedAttnProcessor"):
-        AttentionRecorder(make_unet("ci"))
+        AttentionRecorder(make_unet(CI))
 
 
 def test_a_vae_stream_started_at_zero_leaves_the_unet_as_it_was_until_trained():
     torch.manual_seed(0)
-    plain = make_unet("ci")
-    with_adapter = make_unet("ci")
+    plain = make_unet(CI)
+    with_adapter = make_unet(CI)
     with_adapter.load_state_dict(plain.state_dict())
     install_garment_adapter(with_adapter, n_clip_tokens=2)
     start_vae_stream_at_zero(with_adapter)
@@ -224,4 +227,4 @@ def test_a_vae_stream_started_at_zero_leaves_the_unet_as_it_was_until_trained():
     assert processor.to_v_vae.weight.grad.abs().sum() > 0
     assert processor.to_k_vae.weight.grad.abs().sum() == 0
     with pytest.raises(ValueError, match="install the adapter first"):
-        start_vae_stream_at_zero(make_unet("ci"))
+        start_vae_stream_at_zero(make_unet(CI))

@@ -16,6 +16,9 @@ import gardiffmini.train
 from gardiffmini.cli import main
 from gardiffmini.data import layout
 from gardiffmini.data.vitonhd import VitonHD
+from gardiffmini.profiles import get_profile
+
+CI = get_profile("ci")
 
 
 @pytest.fixture
@@ -206,7 +209,7 @@ def test_dresscode_mistakes_are_one_line(no_work, capsys, tmp_path, release_root
 def test_warp_writes_every_pair_and_the_loader_reads_them(capsys, release_root):
     main(["warp", "--root", str(release_root), "--workers", "1"])
     assert "warps of 9 pairs" in capsys.readouterr().out  # 3 train, 3 + 3 test
-    unpaired = VitonHD(release_root, "test", "unpaired", size="ci")
+    unpaired = VitonHD(release_root, "test", "unpaired", size=CI)
     assert all(unpaired.given_warp) and "3 from cloth-warp/" in unpaired.describe()
     path = layout.warp_path(release_root, "test", "cloth-warp-mask", "00001_00.jpg",
                             "00002_00.jpg")

@@ -19,6 +19,8 @@ from gardiffmini.data.vitonhd import VitonHDLayoutError
 from gardiffmini.evaluate import evaluation_sets
 from gardiffmini.profiles import get_profile
 
+CI = get_profile("ci")
+
 WIDTH, HEIGHT = 96, 128
 NAMES = ("013563", "013564")
 # rows, columns of each body part in the 96x128 photo (the keypoints of conftest)
@@ -178,7 +180,7 @@ def test_written_warps_are_read_for_any_category(dresscode):
 
 def test_a_category_folder_is_a_data_root(dresscode):
     folder = dresscode / "upper_body"
-    data = open_dataset(folder, "test", "unpaired", size="ci")
+    data = open_dataset(folder, "test", "unpaired", size=CI)
     assert isinstance(data, DressCode) and [p.tag for p in data.pairs] == ["upper_body"] * 2
     assert check_data(folder, "test", "paired") == folder / "test_pairs_paired.txt"
     sets = evaluation_sets(folder, get_profile("ci", n_eval=2))

@@ -12,6 +12,8 @@ from gardiffmini.models import encoders
 from gardiffmini.models import vae as vae_model
 from gardiffmini.profiles import get_profile
 
+CI = get_profile("ci")
+
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -21,7 +23,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy") / "toyviton-ci"
-    return generate(root, "ci", n_train=12, n_test=4, workers=1, progress=False)
+    return generate(root, CI, n_train=12, n_test=4, workers=1, progress=False)
 
 
 STRIPED = {"category": "long-sleeve top", "colors": ["red", "navy"], "pattern": "stripes",
@@ -228,7 +230,7 @@ def test_interrupted_training_resumes_to_the_same_weights(kind, toy_root, tmp_pa
 
 @torch.no_grad()
 def test_vae_posterior_starts_nearly_deterministic():
-    vae = vae_model.make_vae("ci")
+    vae = vae_model.make_vae(CI)
     posterior = vae.encode(torch.rand(2, 3, 64, 48) * 2 - 1).latent_dist
     expected = math.exp(vae_model.INITIAL_LOG_VARIANCE / 2)
     assert posterior.std.mean().item() == pytest.approx(expected, rel=0.5)

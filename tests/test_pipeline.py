@@ -12,6 +12,9 @@ from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import AttentionRecorder, garment_processors
 from gardiffmini.models.unet import make_unet
 from gardiffmini.pipeline import GarDiffPipeline, encode_latents, tryon_unet_input
+from gardiffmini.profiles import get_profile
+
+CI = get_profile("ci")
 
 HEIGHT, WIDTH = 64, 48  # the ci profile's images; latents 16 x 12
 
@@ -33,8 +36,8 @@ def tiny_image_encoder() -> CLIPVisionModelWithProjection:
 
 def tiny_pipeline(use_vae_tokens: bool = True) -> GarDiffPipeline:
     torch.manual_seed(0)
-    unet = make_unet("ci")
-    adapter = GarmentAdapter.from_profile("ci", use_vae_tokens=use_vae_tokens)
+    unet = make_unet(CI)
+    adapter = GarmentAdapter.from_profile(CI, use_vae_tokens=use_vae_tokens)
     adapter.install(unet)
     with torch.no_grad():  # trained-looking VAE-stream weights, unlike their initial copies
         for processor in garment_processors(unet).values():
@@ -141,8 +144,8 @@ def test_bad_inputs_name_the_argument(pipe):
 def test_pipeline_checks_the_unet_matches_the_adapter(pipe):
     components = dict(pipe.components)
     with pytest.raises(ValueError, match="adapter.install"):
-        GarDiffPipeline(**{**components, "unet": make_unet("ci")})
-    other = GarmentAdapter.from_profile("ci", mask_branches=("clip", "vae"))
+        GarDiffPipeline(**{**components, "unet": make_unet(CI)})
+    other = GarmentAdapter.from_profile(CI, mask_branches=("clip", "vae"))
     with pytest.raises(ValueError, match="installed with"):
         GarDiffPipeline(**{**components, "adapter": other})
 
@@ -187,7 +190,7 @@ def test_a_pipeline_with_the_shortcut_vae_round_trips(tmp_path):
 
     pipe = tiny_pipeline(True)
     torch.manual_seed(0)
-    pipe = GarDiffPipeline(**{**pipe.components, "vae": make_vae("ci").eval()})
+    pipe = GarDiffPipeline(**{**pipe.components, "vae": make_vae(CI).eval()})
     pipe.set_progress_bar_config(disable=True)
     expected = sample(pipe)
     pipe.save_pretrained(tmp_path)

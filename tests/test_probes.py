@@ -7,13 +7,15 @@ from gardiffmini.models import encoders
 from gardiffmini.models import vae as vae_model
 from gardiffmini.profiles import get_profile
 
+CI = get_profile("ci")
+
 PROFILE = get_profile("ci", probe_steps=3, batch_size=4)
 
 
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy") / "toyviton-ci"
-    return generate(root, "ci", n_train=12, n_test=6, workers=1, progress=False)
+    return generate(root, CI, n_train=12, n_test=6, workers=1, progress=False)
 
 
 @pytest.fixture(scope="module")

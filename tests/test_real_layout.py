@@ -20,6 +20,9 @@ from PIL import Image
 from gardiffmini.data import layout
 from gardiffmini.data.keypoints import coco18_to_body25, read_keypoints
 from gardiffmini.data.vitonhd import VitonHD, VitonHDLayoutError, check_layout, read_pairs
+from gardiffmini.profiles import get_profile
+
+CI = get_profile("ci")
 
 NAMES = [f"{name}.jpg" for name in RELEASE_NAMES]
 
@@ -55,12 +58,12 @@ def flat(points):
 
 def test_unpaired_test_reads_the_releases_test_pairs(release):
     assert not (release / "test_pairs_unpaired.txt").exists()
-    data = VitonHD(release, "test", "unpaired", size="ci")
+    data = VitonHD(release, "test", "unpaired", size=CI)
     assert data.pairs_file == release / "test_pairs.txt"
     assert [(p.person, p.cloth) for p in data.pairs] == list(zip(NAMES, NAMES[1:] + NAMES[:1],
                                                                  strict=True))
     assert data[0]["cloth_name"] == NAMES[1]
-    paired = VitonHD(release, "test", "paired", size="ci")
+    paired = VitonHD(release, "test", "paired", size=CI)
     assert [p.cloth for p in paired.pairs] == NAMES
 
 

@@ -118,8 +118,9 @@ def test_architecture_drops_private_entries():
 def test_model_run_configs_hash_alike_in_every_process():
     """A set-ordered private entry once gave each Python process its own run folder."""
     code = ("from gardiffmini.models.unet import make_unet; "
+            "from gardiffmini.profiles import get_profile; "
             "from gardiffmini.runs import architecture, config_hash; "
-            "print(config_hash(architecture(make_unet('ci').config)))")
+            "print(config_hash(architecture(make_unet(get_profile('ci')).config)))")
     hashes = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()

@@ -11,6 +11,8 @@ from diffusers import UNet2DConditionModel
 from gardiffmini.models.unet import load_pretrained_unet, make_unet, widen_conv_in
 from gardiffmini.profiles import get_profile
 
+CI = get_profile("ci")
+
 
 def tiny_inpainting_unet() -> UNet2DConditionModel:
     """A Stable-Diffusion-inpainting-shaped UNet (9 input channels), tiny."""
@@ -39,7 +41,7 @@ def test_make_unet_follows_the_profile():
 
 @pytest.mark.parametrize("latent", [(16, 12), (32, 24)])
 def test_make_unet_runs_on_non_square_latents(latent):
-    unet = make_unet("ci")
+    unet = make_unet(CI)
     sample = torch.randn(2, 12, *latent)
     tokens = torch.randn(2, 5, 32)
     with torch.no_grad():

@@ -13,6 +13,9 @@ from torch.utils.data import DataLoader
 
 from gardiffmini.data import layout
 from gardiffmini.data.vitonhd import VitonHD, VitonHDLayoutError, mask_array, read_pairs
+from gardiffmini.profiles import get_profile
+
+CI = get_profile("ci")
 
 IMAGE_KEYS = ("person", "agnostic", "cloth", "warped_cloth", "pose", "densepose")
 MASK_KEYS = ("agnostic_mask", "cloth_mask", "warped_mask")
@@ -35,7 +38,7 @@ def assert_sample(sample: dict, height: int, width: int) -> None:
 
 
 def test_release_unpaired_uses_the_tps_warp_and_resizes(release_root):
-    data = VitonHD(release_root, "test", "unpaired", size="ci", pairs_file="test_pairs.txt")
+    data = VitonHD(release_root, "test", "unpaired", size=CI, pairs_file="test_pairs.txt")
     assert len(data) == len(RELEASE_NAMES) and data.given_warp == [False] * len(data)
     sample = data[0]
     assert_sample(sample, 64, 48)
@@ -93,7 +96,7 @@ def test_batches_with_the_default_collate(release_root):
 
 
 def test_describe_and_repr(release_root):
-    data = VitonHD(release_root, "test", "unpaired", size="ci", pairs_file="test_pairs.txt")
+    data = VitonHD(release_root, "test", "unpaired", size=CI, pairs_file="test_pairs.txt")
     assert "3 pairs" in data.describe() and "3 by TPS" in data.describe()
     assert "pairs=3" in repr(data) and "'unpaired'" in repr(data)
 
@@ -212,7 +215,7 @@ def test_bad_arguments(release_root):
 
 
 def test_toyviton_paired_reads_the_given_warp(toyviton_root):
-    data = VitonHD(toyviton_root, "train", "paired", size="ci", check_images=True)
+    data = VitonHD(toyviton_root, "train", "paired", size=CI, check_images=True)
     assert len(data) == 4 and all(data.given_warp)
     sample = data[0]
     assert_sample(sample, 64, 48)

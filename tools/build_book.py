@@ -175,9 +175,11 @@ def tryit_assets(out: Path) -> dict:
     """The Try it page's assets in the built book; the PyTorch reference for the browser
     test beside ``html/``."""
     from gardiffmini.export.page import PAGE_PROFILE, write_page_assets
+    from gardiffmini.profiles import get_profile
 
     html = out / "_build" / "html"
-    manifest = write_page_assets(html, PAGE_PROFILE, reference=html.parent / "tryit-reference.json")
+    manifest = write_page_assets(html, get_profile(PAGE_PROFILE),
+                                 reference=html.parent / "tryit-reference.json")
     weight = sum(manifest["files"].values())
     print(f"Try it page: {weight:,} bytes of assets, built in {manifest['build_seconds']} s"
           + "".join(f"\n  missing: {why}" for why in manifest["missing"]), flush=True)

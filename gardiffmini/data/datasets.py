@@ -76,7 +76,7 @@ def check_data(root: Path | str, split: str = "train", pairing: str = "paired",
 
 def open_dataset(
     root: Path | str, split: str = "train", pairing: str = "paired",
-    size: tuple[int, int] | str | Profile | None = None,
+    size: tuple[int, int] | Profile | None = None,
     pairs_file: str | Path | None = None, warp: str = "computed",
 ) -> VitonHD | DressCode:
     """The dataset of ``split`` and ``pairing`` at ``root`` in its layout (see the module's

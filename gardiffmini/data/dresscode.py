@@ -232,7 +232,7 @@ class DressCode(Dataset):
     def __init__(
         self, root: Path | str, split: str = "train", pairing: str = "paired",
         categories: str | tuple[str, ...] = CATEGORIES,
-        size: tuple[int, int] | str | Profile | None = None, warped: bool = True,
+        size: tuple[int, int] | Profile | None = None, warped: bool = True,
         pairs_file: str | Path | None = None,
     ) -> None:
         categories = (categories,) if isinstance(categories, str) else tuple(categories)

@@ -53,7 +53,7 @@ from gardiffmini.data.layout import (
     warp_path,
 )
 from gardiffmini.paths import toyviton_root
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile
 
 # The version of the bytes of the layout's files. The unpaired truth (added 2026-12-06) leaves
 # them unchanged, so the shipped weights identified by this record stay valid; a data set
@@ -326,12 +326,11 @@ def unpaired_garments(n: int, seed: int) -> list[int]:
     return garment
 
 
-def toyviton_record(profile: str | Profile = "cpu", seed: int = 0, n_train: int | None = None,
+def toyviton_record(profile: Profile, seed: int = 0, n_train: int | None = None,
                     n_test: int | None = None) -> dict:
     """What :func:`generate` writes to ``toyviton.json``: everything the data's bytes follow
     from (generator version, profile, image size, seed, split sizes; sizes default to the
     profile's)."""
-    profile = get_profile(profile)
     n_train = profile.n_train if n_train is None else n_train
     n_test = profile.n_test if n_test is None else n_test
     if n_train < 0 or n_test < 0:
@@ -343,7 +342,7 @@ def toyviton_record(profile: str | Profile = "cpu", seed: int = 0, n_train: int 
     }
 
 
-def generate(root: str | Path, profile: str | Profile = "cpu", seed: int = 0,
+def generate(root: str | Path, profile: Profile, seed: int = 0,
              n_train: int | None = None, n_test: int | None = None, workers: int | None = None,
              progress: bool = True) -> Path:
     """Write a ToyVITON data set in the VITON-HD layout under ``root`` and return ``root``.
@@ -354,7 +353,6 @@ def generate(root: str | Path, profile: str | Profile = "cpu", seed: int = 0,
     records version, profile, size and seed; if ``root`` already holds a complete data set
     with the same record, nothing is written.
     """
-    profile = get_profile(profile)
     metadata = toyviton_record(profile, seed, n_train, n_test)
     n_train, n_test = metadata["n_train"], metadata["n_test"]
     unpaired = unpaired_garments(n_test, seed) if n_test else []
@@ -408,7 +406,6 @@ def _write_pairs(path: Path, people: list[str], garments: list[str]) -> None:
     path.write_text("".join(f"{p} {g}\n" for p, g in zip(people, garments, strict=True)))
 
 
-def ensure_toyviton(profile: str | Profile, seed: int = 0, progress: bool = True) -> Path:
+def ensure_toyviton(profile: Profile, seed: int = 0, progress: bool = True) -> Path:
     """The profile's ToyVITON in :func:`gardiffmini.paths.toyviton_root`; generated if missing."""
-    profile = get_profile(profile)
     return generate(toyviton_root(profile.name), profile, seed=seed, progress=progress)

@@ -54,7 +54,7 @@ from gardiffmini.data.images import (
 from gardiffmini.data.keypoints import read_keypoints
 from gardiffmini.data.layout import VitonHDLayoutError
 from gardiffmini.data.warp import warp_garment
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile
 
 __all__ = [
     "FIELDS", "MASK_MIN_FRACTION", "MASK_TOLERANCE", "Pair", "VitonHD", "VitonHDLayoutError",
@@ -188,13 +188,14 @@ def _required_folders(warp_given: bool) -> list[str]:
     return [folder for key, (folder, _) in FIELDS.items() if warp_given or key not in WARP_KEYS]
 
 
-def _resolve_size(size: tuple[int, int] | str | Profile | None) -> tuple[int, int] | None:
+def _resolve_size(size: tuple[int, int] | Profile | None) -> tuple[int, int] | None:
     if size is None:
         return None
-    if isinstance(size, (str, Profile)):
-        return get_profile(size).image_size
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"size must be (height, width) of positive ints or a profile, got {size}")
+    if isinstance(size, Profile):
+        return size.image_size
+    if isinstance(size, str) or len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"size must be (height, width) of positive ints or a Profile, "
+                         f"got {size!r}")
     return (int(size[0]), int(size[1]))
 
 
@@ -205,8 +206,9 @@ class VitonHD(Dataset):
         root: the folder holding ``train/``, ``test/`` and the pair files.
         split: ``"train"`` or ``"test"``.
         pairing: ``"paired"`` (the person's own garment) or ``"unpaired"`` (another one).
-        size: ``(height, width)`` of every returned image, or a profile (name); ``None``
-            keeps each pair's own size.
+        size: ``(height, width)`` of every returned image, or a
+            :class:`~gardiffmini.profiles.Profile` (its image size); ``None`` keeps each
+            pair's own size.
         pairs_file: a pair file other than the layout's default for ``split`` and ``pairing``
             (a path, or a name inside ``root``).
         warp: ``"given"`` (``cloth-warp/``, required), ``"tps"`` (always the TPS warp) or
@@ -220,7 +222,7 @@ class VitonHD(Dataset):
         root: Path | str,
         split: str = "train",
         pairing: str = "paired",
-        size: tuple[int, int] | str | Profile | None = None,
+        size: tuple[int, int] | Profile | None = None,
         pairs_file: str | Path | None = None,
         warp: str = "auto",
         check_images: bool = False,

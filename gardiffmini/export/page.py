@@ -40,7 +40,7 @@ from gardiffmini.export.weights import load_tryon, shipped_tryon_path, tryon_rec
 from gardiffmini.models.encoders import clip_image_embeds
 from gardiffmini.paths import data_root
 from gardiffmini.pipeline import GarDiffPipeline, encode_latents
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_SOURCES = ROOT / "book" / "tryit"  # tryit.js, tryit.css
@@ -189,7 +189,7 @@ def _ort_assets(repo: Path) -> tuple[dict[str, str] | None, str | None]:
     }, None
 
 
-def write_page_assets(html: Path, profile: str | Profile = PAGE_PROFILE, repo: Path = ROOT,
+def write_page_assets(html: Path, profile: Profile, repo: Path = ROOT,
                       reference: Path | None = None, weights: Path | None = None) -> dict:
     """Write the page's assets into ``html/tryit/`` and return the manifest.
 
@@ -200,7 +200,6 @@ def write_page_assets(html: Path, profile: str | Profile = PAGE_PROFILE, repo: P
     (the shipped model, onnxruntime-web) is named in the manifest, and the page says it,
     instead of failing the build.
     """
-    profile = get_profile(profile)
     started = time.perf_counter()
     folder = html / "tryit"
     if folder.exists():

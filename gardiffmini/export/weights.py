@@ -20,7 +20,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.vae import load_shipped_vae
 from gardiffmini.pipeline import GarDiffPipeline
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile
 from gardiffmini.shipped import WEIGHTS_DIR
 from gardiffmini.train import weights_hash
 
@@ -28,9 +28,9 @@ VARIANT = "base+gfa"
 COMPONENTS = ("unet", "adapter", "image_encoder")
 
 
-def shipped_tryon_path(profile: str | Profile) -> Path:
+def shipped_tryon_path(profile: Profile) -> Path:
     """``gardiffmini/weights/tryon-<profile>.safetensors`` (the JSON record beside it)."""
-    return WEIGHTS_DIR / f"tryon-{get_profile(profile).name}.safetensors"
+    return WEIGHTS_DIR / f"tryon-{profile.name}.safetensors"
 
 
 def _plain(config) -> dict:
@@ -38,11 +38,10 @@ def _plain(config) -> dict:
     return json.loads(json.dumps(dict(config), default=list))
 
 
-def save_tryon(pipeline: GarDiffPipeline, profile: str | Profile, record: dict,
+def save_tryon(pipeline: GarDiffPipeline, profile: Profile, record: dict,
                path: Path | None = None) -> Path:
     """Write ``pipeline``'s UNet, adapter and CLIP image encoder and their record; return the
     safetensors path. ``record`` (run identity, provenance) is stored with the configurations."""
-    profile = get_profile(profile)
     path = path or shipped_tryon_path(profile)
     tensors = {f"{name}.{key}": value.detach().float().contiguous()
                for name in COMPONENTS
@@ -63,25 +62,24 @@ def save_tryon(pipeline: GarDiffPipeline, profile: str | Profile, record: dict,
     return path
 
 
-def tryon_record(profile: str | Profile, path: Path | None = None) -> dict:
+def tryon_record(profile: Profile, path: Path | None = None) -> dict:
     """The JSON record of the shipped try-on model; a clear error where none is shipped."""
     path = path or shipped_tryon_path(profile)
     record_path = path.with_suffix(".json")
     if not (path.is_file() and record_path.is_file()):
         raise FileNotFoundError(
-            f"{path} (and {record_path.name}) not found: ship the {get_profile(profile).name} "
-            f"try-on model with: python tools/ship_tryon.py --profile {get_profile(profile).name}")
+            f"{path} (and {record_path.name}) not found: ship the {profile.name} "
+            f"try-on model with: python tools/ship_tryon.py --profile {profile.name}")
     return json.loads(record_path.read_text())
 
 
-def load_tryon(profile: str | Profile, path: Path | None = None) -> GarDiffPipeline:
+def load_tryon(profile: Profile, path: Path | None = None) -> GarDiffPipeline:
     """The shipped try-on pipeline of ``profile``, float32, in eval mode.
 
     Raises where the weights are missing, where the profile's shipped VAE is not the one the
     model was trained with, or where today's classes do not take the weights (the model
     changed since it was shipped): each error names the command that ships it again.
     """
-    profile = get_profile(profile)
     path = path or shipped_tryon_path(profile)
     record = tryon_record(profile, path)
     again = f"re-run: python tools/ship_tryon.py --profile {profile.name}"

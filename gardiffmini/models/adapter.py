@@ -25,7 +25,7 @@ from gardiffmini.models.attention import (
     IgnoreGarmentMask,
     garment_processors,
 )
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile
 
 
 class ClipTokenProjector(nn.Module):
@@ -114,10 +114,9 @@ class GarmentAdapter(ModelMixin, ConfigMixin):
         )
 
     @classmethod
-    def from_profile(cls, profile: Profile | str, use_vae_tokens: bool = True,
+    def from_profile(cls, profile: Profile, use_vae_tokens: bool = True,
                      **settings) -> GarmentAdapter:
         """An adapter sized for ``profile`` (its CLIP, VAE and UNet widths)."""
-        profile = get_profile(profile)
         return cls(
             clip_embed_dim=profile.clip_embed_dim,
             latent_channels=profile.latent_channels,

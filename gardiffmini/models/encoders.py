@@ -49,7 +49,7 @@ from gardiffmini.models.vae import (
     make_vae,
     vae_loss,
 )
-from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.profiles import Profile
 from gardiffmini.runs import (
     Run,
     architecture,
@@ -152,20 +152,18 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 # ---- the models -------------------------------------------------------------------------
 
-def clip_image_side(profile: str | Profile) -> int:
+def clip_image_side(profile: Profile) -> int:
     """The side of the square CLIP input: the image width, rounded down to whole patches."""
-    profile = get_profile(profile)
     return (profile.width // profile.clip_patch) * profile.clip_patch
 
 
-def make_clip(profile: str | Profile, tokenizer: PreTrainedTokenizerFast) -> CLIPModel:
+def make_clip(profile: Profile, tokenizer: PreTrainedTokenizerFast) -> CLIPModel:
     """A randomly initialised ``CLIPModel`` sized by the profile, its text side by ``tokenizer``.
 
     Vision: a ViT of ``clip_layers`` layers of width ``clip_width`` on square images of side
     :func:`clip_image_side` cut in ``clip_patch`` patches. Text: half as deep (captions are
     short sentences over a closed vocabulary). Both project to ``clip_embed_dim``.
     """
-    profile = get_profile(profile)
     width, heads = profile.clip_width, profile.clip_heads
     vision = CLIPVisionConfig(
         hidden_size=width, intermediate_size=4 * width, num_hidden_layers=profile.clip_layers,
@@ -348,7 +346,7 @@ def latent_scaling_factor(
 
 
 def train_vae(
-    profile: str | Profile, seed: int = 0, data_root: Path | str | None = None,
+    profile: Profile, seed: int = 0, data_root: Path | str | None = None,
     progress: bool = True, use_shipped: bool = True,
 ) -> AutoencoderKL:
     """The profile's VAE: the package's trained weights, or trained (or reloaded) here.
@@ -363,7 +361,6 @@ def train_vae(
     After training, the latent ``scaling_factor`` is set to ``1 / std`` of the training
     latents, as Stable Diffusion did.
     """
-    profile = get_profile(profile)
     if use_shipped and data_root is None:
         shipped = load_shipped_vae(profile, seed)
         if shipped is not None:
@@ -409,7 +406,7 @@ def train_vae(
 
 
 def train_clip(
-    profile: str | Profile, seed: int = 0, data_root: Path | str | None = None,
+    profile: Profile, seed: int = 0, data_root: Path | str | None = None,
     progress: bool = True,
 ) -> CLIPModel:
     """Train (or reload the finished run of) the profile's CLIP on ToyVITON garments and captions.
@@ -418,7 +415,6 @@ def train_clip(
     :func:`caption`, for ``profile.clip_steps`` steps of :func:`clip_contrastive_loss`.
     The tokenizer (:func:`build_tokenizer`) is saved in the run folder, under ``tokenizer/``.
     """
-    profile = get_profile(profile)
     root = _data_root(profile, data_root)
     tokenizer = build_tokenizer()
     config = _training_config(profile, root, vocabulary=caption_vocabulary())
@@ -452,14 +448,13 @@ def train_clip(
 
 
 def load_or_train_encoders(
-    profile: str | Profile, seed: int = 0, progress: bool = True
+    profile: Profile, seed: int = 0, progress: bool = True
 ) -> tuple[AutoencoderKL, CLIPVisionModelWithProjection]:
     """``(vae, clip_image_encoder)`` for chapters 3-7, frozen.
 
     The ``paper`` profile (``profile.extra`` naming ``vae_id`` and ``clip_id``) loads the
     pretrained encoders; every other profile trains them here once and then reuses the runs.
     """
-    profile = get_profile(profile)
     if "vae_id" in profile.extra:
         vae = load_pretrained_vae(profile.extra["vae_id"])
         encoder = load_pretrained_clip_image_encoder(profile.extra["clip_id"])

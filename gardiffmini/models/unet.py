@@ -17,19 +17,18 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from gardiffmini.models.memory import own_memory
-from gardiffmini.profiles import Profile, get_profile, norm_groups
+from gardiffmini.profiles import Profile, norm_groups
 
 N_CONDITION_LATENTS = 3  # x_t, E(I_w), E(I_a)
 
 
-def make_unet(profile: Profile | str) -> UNet2DConditionModel:
+def make_unet(profile: Profile) -> UNet2DConditionModel:
     """A small try-on UNet at the scale of ``profile``, initialised at random.
 
     Stable Diffusion's shape: cross-attention in every resolution level but the lowest, and in
     the middle block; self-attention heads of ``profile.unet_head_dim`` channels (diffusers'
     ``attention_head_dim`` is, for historical reasons, the number of heads per level).
     """
-    profile = get_profile(profile)
     channels = tuple(profile.unet_channels)
     if any(c % profile.unet_head_dim for c in channels):
         raise ValueError(f"profile {profile.name!r}: unet_channels {channels} must be multiples "

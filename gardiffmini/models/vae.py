@@ -43,7 +43,7 @@ from diffusers import AutoencoderKL, ModelMixin  # noqa: F401
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 
-from gardiffmini.profiles import Profile, get_profile, norm_groups
+from gardiffmini.profiles import Profile, norm_groups
 from gardiffmini.runs import architecture, config_hash
 from gardiffmini.shipped import WEIGHTS_DIR, load_shipped
 
@@ -120,7 +120,7 @@ class ShortcutAutoencoderKL(AutoencoderKL):
         return DecoderOutput(sample=decoded) if return_dict else (decoded,)
 
 
-def make_vae(profile: str | Profile, colour_shortcut: bool = True) -> ShortcutAutoencoderKL:
+def make_vae(profile: Profile, colour_shortcut: bool = True) -> ShortcutAutoencoderKL:
     """A randomly initialised VAE sized by the profile.
 
     One down block per entry of ``profile.vae_channels`` (so the latent is
@@ -130,7 +130,6 @@ def make_vae(profile: str | Profile, colour_shortcut: bool = True) -> ShortcutAu
     nearly deterministic (:data:`INITIAL_LOG_VARIANCE`) and the colour shortcut is on: all
     three keep colour in the latent.
     """
-    profile = get_profile(profile)
     channels = tuple(profile.vae_channels)
     vae = ShortcutAutoencoderKL(
         block_out_channels=channels,
@@ -269,13 +268,12 @@ def shipped_weights_path(profile: Profile) -> Path:
     return WEIGHTS_DIR / f"vae-{profile.name}.safetensors"
 
 
-def load_shipped_vae(profile: str | Profile, seed: int = 0) -> ShortcutAutoencoderKL | None:
+def load_shipped_vae(profile: Profile, seed: int = 0) -> ShortcutAutoencoderKL | None:
     """The package's trained VAE of ``profile``, or ``None`` if none matches today's recipe.
 
     The weights' JSON records the :func:`recipe_hash` that made them; a VAE built and trained
     differently would be another model, so then ``None`` is returned and the caller trains.
     """
-    profile = get_profile(profile)
     vae = make_vae(profile)
     shipped = load_shipped(shipped_weights_path(profile), "recipe_hash",
                            recipe_hash(profile, seed, vae))
@@ -302,7 +300,7 @@ def heldout_persons(profile: Profile, n: int, seed: int = 0) -> dict[str, torch.
     return {"person": person.float() / 127.5 - 1, "agnostic_mask": (mask > 127).float()}
 
 
-def round_trip_report(vae: AutoencoderKL, profile: str | Profile, n: int = 64) -> dict:
+def round_trip_report(vae: AutoencoderKL, profile: Profile, n: int = 64) -> dict:
     """What a VAE round trip keeps, at the profile's size: the numbers the gate checks.
 
     ``colour``: :func:`colour_round_trip_errors`; ``ssim_pasted``: SSIM (torchmetrics, data
@@ -311,7 +309,6 @@ def round_trip_report(vae: AutoencoderKL, profile: str | Profile, n: int = 64) -
     """
     from gardiffmini import metrics
 
-    profile = get_profile(profile)
     persons = heldout_persons(profile, n)
     photo = persons["person"].add(1).div(2)
     full = round_trip(vae, persons["person"]).add(1).div(2)
