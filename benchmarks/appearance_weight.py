@@ -26,13 +26,12 @@ import time
 from dataclasses import replace
 
 from held_out import held_out_score, held_out_set, score_held_out, split_training_pairs
-from scoring import scoring_parser
+from scoring import scoring_parser, write_record
 
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.evaluate import baseline_images
 from gardiffmini.models.encoders import load_or_train_encoders
 from gardiffmini.profiles import get_profile
-from gardiffmini.reproduce import provenance
 from gardiffmini.train import VARIANTS, train_variant
 
 
@@ -64,10 +63,8 @@ def main() -> None:
               "protocol": "Base + GFA + AL (lambda = 0: Base + GFA) trained on the training "
                           "pairs less the held-out ones, computed warp; scored paired on the "
                           "held-out training pairs",
-              "rows": rows,
-              "provenance": provenance(profile, [args.seed], time.perf_counter() - started)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+              "rows": rows}
+    write_record(args.out, record, profile, [args.seed], started)
 
 
 if __name__ == "__main__":

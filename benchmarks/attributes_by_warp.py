@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 import time
 
-from scoring import scored_sets, scoring_parser
+from scoring import scored_sets, scoring_parser, write_record
 
 from gardiffmini import baselines, metrics
 from gardiffmini.attributes import attribute_labels
 from gardiffmini.evaluate import cached_evaluation, evaluation_sets
-from gardiffmini.reproduce import provenance
 from gardiffmini.train import VARIANTS, train_variant
 
 PROTOCOLS = {"oracle": "requested garment, exact warp",
@@ -57,10 +56,8 @@ def main() -> None:
             row[warp] = {key: round(value, 4) for key, value in scores.items()}
             print(f"{name:<28} {warp:<12} {json.dumps(row[warp])}")
     record = {"seed": args.seed, "n_pairs": len(paired["person"]), "protocols": PROTOCOLS,
-              "rows": rows,
-              "provenance": provenance(profile, [args.seed], time.perf_counter() - started)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+              "rows": rows}
+    write_record(args.out, record, profile, [args.seed], started)
 
 
 if __name__ == "__main__":

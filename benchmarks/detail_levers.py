@@ -31,12 +31,11 @@ import time
 from dataclasses import replace
 
 from diffusers import DDIMScheduler
-from scoring import scored_sets, scoring_parser
+from scoring import scored_sets, scoring_parser, write_record
 
 from gardiffmini.evaluate import baseline_images, cached_evaluation, score
 from gardiffmini.models.encoders import load_or_train_encoders
 from gardiffmini.objective import DEFAULT_RECIPE
-from gardiffmini.reproduce import provenance
 from gardiffmini.train import VARIANTS, train_variant
 
 REPORTED = ("SSIM", "garment_detail_error", "SSIM_occluded", "SSIM_u", "garment_detail_error_u",
@@ -94,10 +93,8 @@ def main() -> None:
                  gfa, args.spacing, replace(DEFAULT_RECIPE, garment_weight=args.garment_weight))
     record = {"profile": profile.name, "seed": args.seed, "n_pairs": len(sets["paired"]["person"]),
               "protocol": "computed warp in training and at test; unpaired against the "
-                          "rendered truth", "rows": rows,
-              "provenance": provenance(profile, [args.seed], time.perf_counter() - started)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+                          "rendered truth", "rows": rows}
+    write_record(args.out, record, profile, [args.seed], started)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,10 @@ import time
 from dataclasses import replace
 
 from held_out import held_out_score, held_out_set, split_training_pairs
-from scoring import scoring_parser
+from scoring import scoring_parser, write_record
 
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.profiles import get_profile
-from gardiffmini.reproduce import provenance
 from gardiffmini.train import train_variant
 
 
@@ -56,10 +55,8 @@ def main() -> None:
               "run": pipeline.run.folder.name,
               "protocol": "Base + GFA trained on the training pairs less the held-out ones, "
                           "computed warp; scored paired on the held-out training pairs",
-              "rows": rows,
-              "provenance": provenance(profile, [args.seed], time.perf_counter() - started)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+              "rows": rows}
+    write_record(args.out, record, profile, [args.seed], started)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
 
 from gardiffmini.attributes import attribute_network
@@ -10,6 +12,7 @@ from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.evaluate import evaluation_sets
 from gardiffmini.features import ToyVitonFeatureNet
 from gardiffmini.profiles import Profile, get_profile
+from gardiffmini.reproduce import provenance
 
 
 def scoring_parser(doc: str) -> argparse.ArgumentParser:
@@ -27,3 +30,12 @@ def scored_sets(profile_name: str) -> tuple[Profile, Path, dict, ToyVitonFeature
     profile = get_profile(profile_name)
     root = ensure_toyviton(profile)
     return profile, root, evaluation_sets(root, profile), attribute_network(profile, root)
+
+
+def write_record(out: Path, record: dict, profile: Profile, seeds: list[int],
+                 started: float) -> None:
+    """Write ``record`` with its provenance (:func:`gardiffmini.reproduce.provenance`, the wall
+    time counted from ``started``, a ``time.perf_counter()`` value) as JSON to ``out``."""
+    record = record | {"provenance": provenance(profile, seeds, time.perf_counter() - started)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")

@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 import time
 
-from scoring import scored_sets, scoring_parser
+from scoring import scored_sets, scoring_parser, write_record
 
 from gardiffmini import baselines, metrics
 from gardiffmini.attributes import attribute_labels
 from gardiffmini.evaluate import cached_evaluation
-from gardiffmini.reproduce import provenance
 from gardiffmini.train import train_variant
 
 REPORTED = ("SSIM", "SSIM_occluded", "garment_detail_error", "SSIM_u", "garment_detail_error_u",
@@ -57,10 +56,8 @@ def main() -> None:
     for row in rows.values():
         row["attributes_u"] = {k: round(v, 4) for k, v in row["attributes_u"].items()}
     record = {"variant": args.variant, "seed": args.seed, "n_pairs": len(unpaired["person"]),
-              "rows": rows,
-              "provenance": provenance(profile, [args.seed], time.perf_counter() - started)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+              "rows": rows}
+    write_record(args.out, record, profile, [args.seed], started)
 
 
 if __name__ == "__main__":
