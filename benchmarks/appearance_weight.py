@@ -25,13 +25,11 @@ import json
 import time
 from dataclasses import replace
 
-from held_out import held_out_score, held_out_set, score_held_out, split_training_pairs
+from held_out import held_out_score, held_out_study, score_held_out
 from scoring import scoring_parser, write_record
 
-from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.evaluate import baseline_images
 from gardiffmini.models.encoders import load_or_train_encoders
-from gardiffmini.profiles import get_profile
 from gardiffmini.train import VARIANTS, train_variant
 
 
@@ -41,10 +39,8 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=128)
     args = parser.parse_args()
     started = time.perf_counter()
-    profile = get_profile(args.profile)
-    root = ensure_toyviton(profile)
-    fit_pairs, held_out_pairs = split_training_pairs(root, args.holdout)
-    held_out = held_out_set(root, profile, held_out_pairs)
+    study = held_out_study(args.profile, args.holdout)
+    profile, root, held_out = study.profile, study.root, study.pairs_set
     vae, _ = load_or_train_encoders(profile)
     rows = {name: score_held_out(images["paired"], held_out)
             for name, images in baseline_images(vae, {"paired": held_out}).items()}
@@ -52,9 +48,9 @@ def main() -> None:
         variant = (VARIANTS["base+gfa"] if lam == 0
                    else replace(VARIANTS["base+gfa+al"], appearance_weight=lam))
         pipeline = train_variant(variant, profile, seed=args.seed, data_root=root,
-                                 pairs_file=fit_pairs)
+                                 pairs_file=study.fit_pairs)
         pipeline.set_progress_bar_config(disable=True)
-        row = held_out_score(pipeline, held_out, held_out_pairs, profile, args.seed)
+        row = held_out_score(pipeline, held_out, study.pairs, profile, args.seed)
         row |= {"lambda": lam, "run": pipeline.run.folder.name,
                 "train_seconds": pipeline.run.metrics["summary"].get("train_seconds")}
         rows[f"lambda={lam:g}"] = row

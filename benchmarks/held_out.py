@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,8 +19,9 @@ import torch
 from gardiffmini import metrics
 from gardiffmini.data.datasets import open_dataset
 from gardiffmini.data.layout import GARMENT_LABELS
+from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.evaluate import EVAL_KEYS, _stack, try_on
-from gardiffmini.profiles import Profile
+from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import atomic_write_text, config_hash
 
 FIT_PAIRS, HELD_OUT_PAIRS = "train_pairs_fit.txt", "train_pairs_heldout.txt"
@@ -79,3 +81,24 @@ def held_out_score(pipeline, held_out: dict, pairs: Path, profile: Profile, seed
     row["evaluate_seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_text(cached, json.dumps(row, indent=2))
     return row
+
+
+@dataclass
+class HeldOut:
+    """A study's data: the profile, its ToyVITON, the fitting pairs' file, the held-out pairs'
+    file and the held-out pairs as tensors (:func:`held_out_set`)."""
+
+    profile: Profile
+    root: Path
+    fit_pairs: Path
+    pairs: Path
+    pairs_set: dict
+
+
+def held_out_study(profile_name: str, holdout: int) -> HeldOut:
+    """The profile called ``profile_name``, its ToyVITON (made if missing) and its training pairs
+    split into fitting pairs and ``holdout`` held-out ones (:func:`split_training_pairs`)."""
+    profile = get_profile(profile_name)
+    root = ensure_toyviton(profile)
+    fit_pairs, pairs = split_training_pairs(root, holdout)
+    return HeldOut(profile, root, fit_pairs, pairs, held_out_set(root, profile, pairs))

@@ -20,11 +20,9 @@ import json
 import time
 from dataclasses import replace
 
-from held_out import held_out_score, held_out_set, split_training_pairs
+from held_out import held_out_score, held_out_study
 from scoring import scoring_parser, write_record
 
-from gardiffmini.data.toyviton import ensure_toyviton
-from gardiffmini.profiles import get_profile
 from gardiffmini.train import train_variant
 
 
@@ -35,19 +33,17 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=128)
     args = parser.parse_args()
     started = time.perf_counter()
-    profile = get_profile(args.profile)
-    root = ensure_toyviton(profile)
-    fit_pairs, held_out_pairs = split_training_pairs(root, args.holdout)
-    held_out = held_out_set(root, profile, held_out_pairs)
-    pipeline = train_variant("base+gfa", profile, seed=args.seed, data_root=root,
-                             pairs_file=fit_pairs)
+    study = held_out_study(args.profile, args.holdout)
+    profile = study.profile
+    pipeline = train_variant("base+gfa", profile, seed=args.seed, data_root=study.root,
+                             pairs_file=study.fit_pairs)
     pipeline.set_progress_bar_config(disable=True)
     settings = sorted({(g, profile.sample_steps) for g in args.guidance}
                       | {(profile.guidance_scale, s) for s in args.steps})
     rows = {}
     for guidance, steps in settings:
         sampler = replace(profile, guidance_scale=guidance, sample_steps=steps)
-        row = held_out_score(pipeline, held_out, held_out_pairs, sampler, args.seed)
+        row = held_out_score(pipeline, study.pairs_set, study.pairs, sampler, args.seed)
         rows[f"guidance {guidance:g}, {steps} steps"] = row | {"guidance_scale": guidance,
                                                                "sample_steps": steps}
         print(guidance, steps, json.dumps(row), flush=True)
