@@ -427,11 +427,7 @@ def surround_error(pred: torch.Tensor, truth: torch.Tensor, region: torch.Tensor
     ``region`` ``(B,)``: the colour error on the skin and background within ``width`` pixels
     of the garment (``region``: the truth's garment labels), inside ``within`` where given.
     NaN for an image with fewer than ``min_pixels`` such pixels. Lower is better; a garment
-    texture painted past the garment's edge raises it."""
-    _check_pair(pred, truth)
+    texture painted past the garment's edge raises it. The mean is :func:`skin_error`'s, over
+    the band instead of the newly bared skin."""
     _check_optional_mask(region, pred)
-    band = surrounding_band(region, width, within)
-    count = band.sum(dim=(1, 2, 3))
-    error = ((pred - truth).abs().mean(dim=1, keepdim=True) * band).sum(dim=(1, 2, 3))
-    return torch.where(count >= min_pixels, error / count.clamp_min(1),
-                       torch.full_like(count, float("nan")))
+    return skin_error(pred, truth, surrounding_band(region, width, within), min_pixels)

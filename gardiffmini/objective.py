@@ -107,13 +107,14 @@ def min_snr_weights(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor,
     return snr.clamp(max=gamma) / (snr if prediction_type == "epsilon" else snr + 1)
 
 
-def region_weights(agnostic_mask: torch.Tensor, latent_size: tuple[int, int],
+def region_weights(mask: torch.Tensor, latent_size: tuple[int, int],
                    weight: float) -> torch.Tensor:
-    """Per-position loss weights ``(B, 1, h, w)``: ``weight`` where the latent cell touches the
-    mask (max-pooled to the latent grid), 1 elsewhere."""
+    """Per-position loss weights ``(B, 1, h, w)``: ``weight`` where the latent cell touches
+    ``mask`` (``(B, 1, H, W)``, max-pooled to the latent grid), 1 elsewhere. The recipe's
+    region weight uses the agnostic mask, its garment weight the person's garment."""
     if weight < 1:
-        raise ValueError(f"region_weight must be >= 1, got {weight}")
-    inside = F.adaptive_max_pool2d(agnostic_mask.float(), latent_size)
+        raise ValueError(f"a region's loss weight must be >= 1, got {weight}")
+    inside = F.adaptive_max_pool2d(mask.float(), latent_size)
     return 1 + (weight - 1) * inside
 
 
