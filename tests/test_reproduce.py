@@ -29,6 +29,7 @@ from gardiffmini.reproduce import (
     PAPER_ABLATION,
     SAMPLES_FILE,
     TABLE_COLUMNS,
+    ablation_markdown,
     ablation_table,
     compare,
     fine_detail_box,
@@ -72,6 +73,18 @@ def test_ablation_table_rows_and_columns() -> None:
     with_baselines = ablation_table(summary, baselines).splitlines()
     assert with_baselines[2].startswith("| *warp + paste* | 0.000 ± 0.010")
     assert len(with_baselines) == 3 + len(VARIANTS)
+
+
+def test_ablation_markdown_renders_both_protocols_without_kid() -> None:
+    summary = _summary(with_lpips=False)
+    record = {"summary": summary, "baselines": {"summary": {"warp+paste": summary["base"]}},
+              "oracle": {"summary": summary, "baselines": {"summary": {}}}}
+    text = ablation_markdown(record)
+    headline, oracle = text.split("Oracle warp")
+    assert headline.strip() == ablation_table(summary, {"warp+paste": summary["base"]})
+    assert oracle.strip().endswith(ablation_table(summary))
+    assert "KID_toy" not in text and "FID_toy u ↓" in text
+    assert "Oracle warp" not in ablation_markdown({**record, "oracle": None})
 
 
 def test_paper_table_holds_the_papers_numbers() -> None:
