@@ -22,6 +22,14 @@ that ``reproduce`` measures):
 Evaluations go through :func:`gardiffmini.evaluate.cached_evaluation`, so the book's own
 (leading spacing) is reused where ``reproduce`` made it. Writes every number, the wall time
 of each evaluation (``cached``: reused) and provenance to ``--out``.
+
+With ``--seeds 0 1 2`` every lever is measured at each seed; the record then also holds each
+row's mean and spread over the seeds and, for each lever, its verdict against the book's Base
++ GFA and the best row's against warp + paste (:func:`gardiffmini.reproduce.compare`: a gain
+or a loss only beyond twice the spread):
+
+    python benchmarks/detail_levers.py --profile cpu --levers garment-weight \
+        --spacing leading --seeds 0 1 2 --out book/results/garment-weight-cpu.json
 """
 
 from __future__ import annotations
@@ -36,11 +44,14 @@ from scoring import scored_sets, scoring_parser, write_record
 from gardiffmini.evaluate import baseline_images, cached_evaluation, score
 from gardiffmini.models.encoders import load_or_train_encoders
 from gardiffmini.objective import DEFAULT_RECIPE
+from gardiffmini.reproduce import compare, summarize
 from gardiffmini.train import VARIANTS, train_variant
 
 REPORTED = ("SSIM", "garment_detail_error", "SSIM_occluded", "SSIM_u", "garment_detail_error_u",
             "skin_error_u", "skin_pairs_u", "FID_toy_p", "FID_toy_u", "attribute_accuracy_u",
             "unpaired_colour_match")
+# the metrics a lever is judged on over seeds
+COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u")
 SPACINGS = ("leading", "trailing")
 LEVERS = ("spacing", "vae-stream", "garment-weight")
 
@@ -49,35 +60,27 @@ def _rounded(numbers: dict) -> dict:
     return {key: round(numbers[key], 4) for key in REPORTED if key in numbers}
 
 
-def main() -> None:
-    parser = scoring_parser(__doc__)
-    parser.add_argument("--levers", nargs="+", choices=LEVERS, default=list(LEVERS))
-    parser.add_argument("--spacing", choices=SPACINGS, default="trailing",
-                        help="the spacing the vae-stream and garment-weight levers sample with")
-    parser.add_argument("--garment-weight", type=float, default=4.0)
-    args = parser.parse_args()
-    started = time.perf_counter()
-    profile, root, sets, net = scored_sets(args.profile)
-    vae, _ = load_or_train_encoders(profile)
-    rows = {name: _rounded(score(images, sets, net, root, args.seed))
+def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
+    """Every row of one seed: the baselines, then each lever of ``args.levers``."""
+    rows = {name: _rounded(score(images, sets, net, root, seed))
             for name, images in baseline_images(vae, sets).items()}
 
     def evaluate(title: str, variant, spacing: str, recipe=DEFAULT_RECIPE) -> None:
         if title in rows:  # measured by another lever
             return
-        pipeline = train_variant(variant, profile, seed=args.seed, data_root=root, recipe=recipe)
+        pipeline = train_variant(variant, profile, seed=seed, data_root=root, recipe=recipe)
         pipeline.set_progress_bar_config(disable=True)
         pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config,
                                                        timestep_spacing=spacing)
         start = time.perf_counter()
-        result = cached_evaluation(pipeline, profile, root, args.seed, net, sets)
+        result = cached_evaluation(pipeline, profile, root, seed, net, sets)
         pipeline.scheduler.set_timesteps(profile.sample_steps)
         rows[title] = {**_rounded(result["metrics"]), "run": pipeline.run.folder.name,
                        "first_timestep": int(pipeline.scheduler.timesteps[0]),
                        "train_seconds": pipeline.run.metrics["summary"].get("train_seconds"),
                        "evaluate_seconds": round(time.perf_counter() - start, 1),
                        "cached": time.perf_counter() - start < 5}
-        print(title, json.dumps(rows[title]), flush=True)
+        print(f"seed {seed}:", title, json.dumps(rows[title]), flush=True)
 
     gfa = VARIANTS["base+gfa"]
     if "spacing" in args.levers:
@@ -91,10 +94,50 @@ def main() -> None:
         evaluate(f"Base + GFA, {args.spacing} spacing", gfa, args.spacing)
         evaluate(f"Base + GFA, garment weight {args.garment_weight:g}, {args.spacing} spacing",
                  gfa, args.spacing, replace(DEFAULT_RECIPE, garment_weight=args.garment_weight))
-    record = {"profile": profile.name, "seed": args.seed, "n_pairs": len(sets["paired"]["person"]),
+    return rows
+
+
+def verdicts(summary: dict, plain: str) -> dict:
+    """Each lever's row against ``plain`` (the book's Base + GFA), and each model row's
+    against warp + paste, metric by metric."""
+    keys = [key for key in COMPARED if key in summary[plain]]
+    models = [title for title in summary if title.startswith("Base + GFA")]
+    return {
+        "against the book's Base + GFA": {
+            title: {key: compare(summary[title], summary[plain], key) for key in keys}
+            for title in models if title != plain},
+        "against warp + paste": {
+            title: {key: compare(summary[title], summary["warp+paste"], key) for key in keys}
+            for title in models}}
+
+
+def main() -> None:
+    parser = scoring_parser(__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="measure at each of these seeds (default: --seed alone)")
+    parser.add_argument("--levers", nargs="+", choices=LEVERS, default=list(LEVERS))
+    parser.add_argument("--spacing", choices=SPACINGS, default="trailing",
+                        help="the spacing the vae-stream and garment-weight levers sample with")
+    parser.add_argument("--garment-weight", type=float, default=4.0)
+    args = parser.parse_args()
+    seeds = args.seeds or [args.seed]
+    started = time.perf_counter()
+    profile, root, sets, net = scored_sets(args.profile)
+    vae, _ = load_or_train_encoders(profile)
+    per_seed = {seed: lever_rows(args, profile, root, sets, net, vae, seed) for seed in seeds}
+    record = {"profile": profile.name, "n_pairs": len(sets["paired"]["person"]),
               "protocol": "computed warp in training and at test; unpaired against the "
-                          "rendered truth", "rows": rows}
-    write_record(args.out, record, profile, [args.seed], started)
+                          "rendered truth"}
+    if len(seeds) == 1:
+        record |= {"seed": seeds[0], "rows": per_seed[seeds[0]]}
+    else:
+        titles = per_seed[seeds[0]]
+        summary = summarize({title: [{key: per_seed[seed][title][key] for key in COMPARED
+                                      if key in per_seed[seed][title]} for seed in seeds]
+                             for title in titles})
+        record |= {"seeds": seeds, "per_seed": per_seed, "summary": summary,
+                   "verdicts": verdicts(summary, f"Base + GFA, {args.spacing} spacing")}
+    write_record(args.out, record, profile, seeds, started)
 
 
 if __name__ == "__main__":
