@@ -96,11 +96,11 @@ def provenance(profile: Profile, seeds: list[int], wall_time_s: float) -> dict:
 
 
 def summarize(per_seed: dict[str, list[dict]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean and standard deviation over seeds of every metric of every variant."""
+    """Mean, standard deviation and count ``n`` over seeds of every metric of every variant."""
     return {
         variant: {
             key: {"mean": float(np.mean([r[key] for r in runs])),
-                  "std": float(np.std([r[key] for r in runs]))}
+                  "std": float(np.std([r[key] for r in runs])), "n": len(runs)}
             for key in runs[0]
         }
         for variant, runs in per_seed.items()
@@ -121,19 +121,21 @@ TABLE_COLUMNS = (  # p: paired, against the photo; u: unpaired, against the rend
 
 
 def compare(a: dict[str, float], b: dict[str, float], key: str) -> dict:
-    """Whether ``a`` beats ``b`` on metric ``key``, each ``{"mean", "std"}`` over seeds.
+    """Whether ``a`` beats ``b`` on metric ``key``, each ``{"mean", "std", "n"}`` over seeds.
 
     ``margin`` is the improvement of ``a`` over ``b`` (positive: better, whatever the
     metric's direction, :data:`HIGHER_IS_BETTER`), ``noise`` twice the spread of the
     difference, ``2 sqrt(std_a^2 + std_b^2)``. ``verdict``: ``"better"`` or ``"worse"`` only
-    beyond that noise, else ``"no measurable effect"``; with a spread of 0 (one seed, or
-    baselines that do not depend on the seed) nothing can be told from noise, so the verdict
-    of a one-seed comparison is ``"unknown (one seed)"`` (``seeds``: how many).
+    beyond that noise, else ``"no measurable effect"``. A spread of 0 means something only
+    over several seeds (``n``, taken as 1 where a summary does not say): there the seeds
+    agreed exactly and any difference counts; from one seed nothing can be told from noise,
+    so the verdict is ``"unknown (one seed)"``.
     """
     sign = 1.0 if HIGHER_IS_BETTER[key] else -1.0
     margin = sign * (a[key]["mean"] - b[key]["mean"])
     noise = 2 * math.hypot(a[key]["std"], b[key]["std"])
-    if noise == 0:
+    seeds = min(a[key].get("n", 1), b[key].get("n", 1))
+    if noise == 0 and seeds < 2:
         verdict = "unknown (one seed)"
     elif margin > noise:
         verdict = "better"

@@ -51,7 +51,8 @@ def test_summarize_mean_and_spread() -> None:
     summary = summarize(per_seed)
     assert summary["base"]["SSIM"]["mean"] == pytest.approx(0.6)
     assert summary["base"]["SSIM"]["std"] == pytest.approx(0.1)  # population std over seeds
-    assert summary["base"]["FID_toy_p"] == {"mean": pytest.approx(3.0), "std": pytest.approx(1.0)}
+    assert summary["base"]["FID_toy_p"] == {"mean": pytest.approx(3.0), "std": pytest.approx(1.0),
+                                            "n": 2}
 
 
 def _summary(with_lpips: bool) -> dict:
@@ -143,6 +144,13 @@ def test_compare_counts_only_differences_beyond_twice_the_spread() -> None:
     assert detail["verdict"] == "no measurable effect"
     one_seed = {"SSIM": {"mean": 0.9, "std": 0.0}}
     assert compare(one_seed, b | {"SSIM": {"mean": 0.8, "std": 0.0}}, "SSIM")["verdict"] == (
+        "unknown (one seed)")
+    # three seeds that agree exactly (colour match 1.0 every time): any difference counts
+    agreed = {"SSIM": {"mean": 0.9, "std": 0.0, "n": 3}}
+    assert compare(agreed, {"SSIM": {"mean": 0.8, "std": 0.0, "n": 3}}, "SSIM")["verdict"] == (
+        "better")
+    assert compare(agreed, agreed, "SSIM")["verdict"] == "no measurable effect"
+    assert compare(agreed, {"SSIM": {"mean": 0.8, "std": 0.0, "n": 1}}, "SSIM")["verdict"] == (
         "unknown (one seed)")
 
 
