@@ -162,10 +162,13 @@ def for_static_page(notebook: Path) -> None:
 
 
 def build(src: Path, out: Path) -> Path:
-    """Build the HTML book from ``src`` into ``out`` with warnings as errors."""
+    """Build the HTML book from ``src`` into ``out`` with warnings as errors.
+
+    Every page is rebuilt (``--all``): the results page reads ``book/results/*.json``, which
+    Sphinx does not know as a dependency, so an incremental build kept its old numbers."""
     command = [
         str(Path(sys.executable).with_name("jupyter-book")), "build", str(src),
-        "--path-output", str(out), "-W", "-n", "--keep-going",
+        "--path-output", str(out), "-W", "-n", "--keep-going", "--all",
     ]
     subprocess.run(command, check=True)
     return out / "_build" / "html" / "index.html"
