@@ -36,7 +36,12 @@ class Recipe:
       warm-up), which are the weights the run keeps; ``None``: keep the last weights;
     - ``prediction_type``: what the UNet predicts, ``"epsilon"`` (the paper's noise) or
       ``"v_prediction"`` (``v = sqrt(abar) eps - sqrt(1 - abar) x0``, Salimans & Ho, 2022),
-      whose x0 estimate does not divide the UNet's error by ``sqrt(abar_t)`` (0.07 at t=999).
+      whose x0 estimate does not divide the UNet's error by ``sqrt(abar_t)`` (0.07 at t=999);
+    - ``pose_input``: give the UNet the person's DensePose (resized to the latent grid,
+      :func:`~gardiffmini.pipeline.pose_latent`) as three more input channels, last, as
+      IDM-VTON does. The agnostic image greys out the arms, so nothing else says where bare
+      arms go when the requested garment is shorter than the person's own. Not in the paper
+      (GARDIFF.md names no pose channel): a lever, off by default.
     """
 
     min_snr_gamma: float | None = 5.0
@@ -45,6 +50,7 @@ class Recipe:
     drop_warped_latent: bool = True
     ema_decay: float | None = 0.999
     prediction_type: str = "v_prediction"
+    pose_input: bool = False
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
@@ -60,7 +66,7 @@ class Recipe:
 
 
 # fields added to Recipe after runs were shipped, with the value that leaves the loss as it was
-LATER_FIELDS = {"garment_weight": 1.0}
+LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False}
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")

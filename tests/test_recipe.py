@@ -150,3 +150,13 @@ def test_a_recipe_keeps_its_identity_while_a_later_field_changes_nothing():
     weighted = objective.Recipe(garment_weight=2.0).identity()
     assert weighted["garment_weight"] == 2.0
     assert {k: v for k, v in weighted.items() if k != "garment_weight"} == recipe.identity()
+
+
+def test_pose_input_is_off_by_default_and_left_out_of_the_identity_while_off():
+    assert not objective.DEFAULT_RECIPE.pose_input
+    for recipe in (objective.Recipe(), objective.PAPER_RECIPE,
+                   objective.Recipe(garment_weight=4.0)):
+        assert "pose_input" not in recipe.identity()
+    posed = objective.Recipe(pose_input=True).identity()
+    assert posed["pose_input"] is True
+    assert {k: v for k, v in posed.items() if k != "pose_input"} == objective.Recipe().identity()
