@@ -8,7 +8,12 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from gardiffmini.models.unet import load_pretrained_unet, make_unet, widen_conv_in
+from gardiffmini.models.unet import (
+    add_input_channels,
+    load_pretrained_unet,
+    make_unet,
+    widen_conv_in,
+)
 from gardiffmini.profiles import get_profile
 
 CI = get_profile("ci")
@@ -129,3 +134,24 @@ def test_load_pretrained_unet_widens_a_saved_inpainting_unet(tmp_path):
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, expected[key]), key
         assert value.data_ptr() % 64 == 0, f"{key} left at an unaligned address"
+
+
+def test_added_input_channels_start_at_zero_and_change_nothing(tmp_path):
+    unet = widen_conv_in(tiny_inpainting_unet())
+    before = unet.conv_in.weight.detach().clone()
+    widened = add_input_channels(copy.deepcopy(unet), 3)
+    weight = widened.conv_in.weight
+    assert widened.config.in_channels == 15 and weight.shape[1] == 15
+    assert torch.equal(weight[:, :12], before) and weight[:, 12:].eq(0).all()
+    assert torch.equal(widened.conv_in.bias, unet.conv_in.bias)
+    x_t, warped, agnostic, tokens = latents(2)
+    inputs = torch.cat([x_t, warped, agnostic], 1)
+    pose = torch.rand(len(x_t), 3, *x_t.shape[-2:]) * 2 - 1
+    with torch.no_grad():
+        expected = unet(inputs, 7, encoder_hidden_states=tokens).sample
+        got = widened(torch.cat([inputs, pose], 1), 7, encoder_hidden_states=tokens).sample
+    assert torch.equal(got, expected)
+    widened.save_pretrained(tmp_path / "posed")
+    assert UNet2DConditionModel.from_pretrained(tmp_path / "posed").config.in_channels == 15
+    with pytest.raises(ValueError, match="extra"):
+        add_input_channels(unet, 0)

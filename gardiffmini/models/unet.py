@@ -6,7 +6,8 @@ predicts the noise (4 channels). It is either small, built from a profile, or a 
 Stable Diffusion inpainting UNet (9 input channels, ``[x_t, mask, E(masked image)]``) whose
 first convolution is widened to 12: each pretrained weight moved to the input that means the
 same (``x_t`` to ``x_t``, the masked image to ``E(I_a)``), ``E(I_w)`` starting at zero and the
-mask channel dropped.
+mask channel dropped. :func:`add_input_channels` appends more inputs at zero (the recipe's
+optional DensePose channels).
 """
 
 from __future__ import annotations
@@ -77,20 +78,46 @@ def widen_conv_in(unet: UNet2DConditionModel) -> UNet2DConditionModel:
             f"widen_conv_in: a UNet with {old.in_channels} input channels and {c} output "
             f"channels; expected {c} (text-to-image: x_t), {2 * c + 1} (inpainting: x_t, "
             f"mask, masked image) or {N_CONDITION_LATENTS * c} (already [x_t, E(I_w), E(I_a)])")
+    new = _zero_conv_like(old, N_CONDITION_LATENTS * c)
+    with torch.no_grad():
+        new.weight[:, :c] = old.weight[:, :c]  # x_t
+        if old.in_channels == 2 * c + 1:  # the masked image's weights read E(I_a)
+            new.weight[:, 2 * c:] = old.weight[:, c + 1:]
+    unet.conv_in = new
+    unet.register_to_config(in_channels=N_CONDITION_LATENTS * c)
+    return unet
+
+
+def add_input_channels(unet: UNet2DConditionModel, extra: int) -> UNet2DConditionModel:
+    """Append ``extra`` input channels to ``unet``'s first convolution, in place, their
+    weights at zero: the widened UNet computes exactly what ``unet`` did, whatever the new
+    channels hold, until training teaches it to read them (how the recipe's ``pose_input``
+    starts, :class:`~gardiffmini.objective.Recipe`). ``unet.config.in_channels`` is updated,
+    so ``save_pretrained``/``from_pretrained`` work.
+    """
+    if extra < 1:
+        raise ValueError(f"add_input_channels: extra must be >= 1, got {extra}")
+    old = unet.conv_in
+    new = _zero_conv_like(old, old.in_channels + extra)
+    with torch.no_grad():
+        new.weight[:, :old.in_channels] = old.weight
+    unet.conv_in = new
+    unet.register_to_config(in_channels=new.in_channels)
+    return unet
+
+
+def _zero_conv_like(old: torch.nn.Conv2d, in_channels: int) -> torch.nn.Conv2d:
+    """A convolution of ``in_channels`` inputs shaped like ``old`` otherwise (outputs, kernel,
+    stride, padding, device, dtype), its weights at zero and ``old``'s bias copied."""
     new = torch.nn.Conv2d(
-        N_CONDITION_LATENTS * c, old.out_channels, kernel_size=old.kernel_size,
+        in_channels, old.out_channels, kernel_size=old.kernel_size,
         stride=old.stride, padding=old.padding, bias=old.bias is not None,
     ).to(device=old.weight.device, dtype=old.weight.dtype)
     with torch.no_grad():
         new.weight.zero_()
-        new.weight[:, :c] = old.weight[:, :c]  # x_t
-        if old.in_channels == 2 * c + 1:  # the masked image's weights read E(I_a)
-            new.weight[:, 2 * c:] = old.weight[:, c + 1:]
         if old.bias is not None:
             new.bias.copy_(old.bias)
-    unet.conv_in = new
-    unet.register_to_config(in_channels=N_CONDITION_LATENTS * c)
-    return unet
+    return new
 
 
 def load_pretrained_unet(model_id_or_path: str | Path,
