@@ -8,7 +8,9 @@ the in-shop garment ``I_c``, the pipeline
 3. runs DDIM from noise, the UNet seeing ``[x_t, E(I_w), E(I_a)]`` and the tokens, ``m_w``
    masking the garment attention; classifier-free guidance against the prediction without the
    garment: the adapter's tokens of a zero CLIP embedding and a zero latent, and a zero
-   ``E(I_w)`` in the UNet's input (training drops all three together with p = 0.05);
+   ``E(I_w)`` in the UNet's input (training drops all three together with p = 0.05). A UNet
+   trained with the recipe's ``pose_input`` also sees the person's DensePose
+   (:func:`pose_latent`), in both halves, as it sees ``E(I_a)``;
 4. decodes the latent into an image in [0, 1].
 
 The garment processors' weights live in the UNet's state dict;
@@ -22,6 +24,7 @@ import math
 import os
 
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
@@ -34,6 +37,7 @@ from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import garment_processors
 from gardiffmini.models.encoders import clip_image_embeds
 from gardiffmini.models.memory import own_memory
+from gardiffmini.models.unet import N_CONDITION_LATENTS
 from gardiffmini.models.vae import load_pretrained_vae
 
 
@@ -42,11 +46,27 @@ def encode_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
     return vae.encode(images).latent_dist.mean * vae.config.scaling_factor
 
 
+POSE_CHANNELS = 3  # DensePose's I, U, V rendered as colour
+
+
+def pose_latent(densepose: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The DensePose condition on the latent grid: ``densepose`` (B, 3, H, W) in [-1, 1]
+    area-averaged to ``size`` (h, w), so (B, 3, h, w) in [-1, 1], float32. Each latent cell
+    gets the mean colour of the pixels it covers (a mix of parts at a part's edge)."""
+    if densepose.ndim != 4 or densepose.shape[1] != POSE_CHANNELS:
+        raise ValueError(f"pose_latent: densepose must be (B, {POSE_CHANNELS}, H, W), got "
+                         f"{tuple(densepose.shape)}")
+    return F.interpolate(densepose.float(), size=tuple(size), mode="area")
+
+
 def tryon_unet_input(
-    noisy_latents: torch.Tensor, warped_latents: torch.Tensor, agnostic_latents: torch.Tensor
+    noisy_latents: torch.Tensor, warped_latents: torch.Tensor, agnostic_latents: torch.Tensor,
+    pose: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The UNet's 12-channel input ``[x_t, E(I_w), E(I_a)]`` (GARDIFF.md, "UNet input")."""
-    return torch.cat([noisy_latents, warped_latents, agnostic_latents], dim=1)
+    """The UNet's 12-channel input ``[x_t, E(I_w), E(I_a)]`` (GARDIFF.md, "UNet input"), and
+    with ``pose`` (:func:`pose_latent`; the recipe's ``pose_input``) its channels last."""
+    parts = [noisy_latents, warped_latents, agnostic_latents]
+    return torch.cat(parts if pose is None else [*parts, pose.to(noisy_latents)], dim=1)
 
 
 def _check_images(name: str, images: torch.Tensor, channels: int, batch: int | None = None,
@@ -127,6 +147,14 @@ class GarDiffPipeline(DiffusionPipeline):
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    @property
+    def needs_densepose(self) -> bool:
+        """Whether the UNet reads the DensePose channels (trained with the recipe's
+        ``pose_input``): its input has :data:`POSE_CHANNELS` more than ``[x_t, E(I_w),
+        E(I_a)]``."""
+        conditions = N_CONDITION_LATENTS * self.unet.config.out_channels
+        return self.unet.config.in_channels == conditions + POSE_CHANNELS
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
                         **kwargs) -> GarDiffPipeline:
@@ -171,12 +199,16 @@ class GarDiffPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pt",
         return_dict: bool = True,
+        densepose: torch.Tensor | None = None,
     ) -> ImagePipelineOutput | tuple:
         """Dress the person of ``agnostic`` in ``cloth``.
 
         Images are (B, 3, H, W) in [-1, 1], masks (B, 1, H, W) in [0, 1]. With ``agnostic_mask``
         the result keeps the agnostic image's pixels outside that mask (paste-back). Returns
         images in [0, 1]: a tensor (``output_type="pt"``) or PIL images (``"pil"``).
+        ``densepose``, the person's DensePose image (B, 3, H, W) in [-1, 1], is required by a
+        UNet trained with the recipe's ``pose_input`` (:attr:`needs_densepose`) and refused by
+        any other.
         """
         _check_images("agnostic", agnostic, 3)
         batch, size = agnostic.shape[0], tuple(agnostic.shape[-2:])
@@ -192,6 +224,15 @@ class GarDiffPipeline(DiffusionPipeline):
         warped_cloth = _check_values("warped_cloth", warped_cloth, -1.0, 1.0)
         warped_mask = _check_values("warped_mask", warped_mask, 0.0, 1.0)
         cloth = _check_values("cloth", cloth, -1.0, 1.0)
+        if self.needs_densepose != (densepose is not None):
+            raise ValueError(
+                "densepose is missing: this UNet was trained with pose_input and reads the "
+                "person's DensePose (B, 3, H, W) in [-1, 1]" if self.needs_densepose else
+                f"densepose was given, but this UNet has no pose channels (in_channels="
+                f"{self.unet.config.in_channels}); leave it out")
+        if densepose is not None:
+            _check_images("densepose", densepose, POSE_CHANNELS, batch, size)
+            densepose = _check_values("densepose", densepose, -1.0, 1.0)
         _check_guidance_scale(guidance_scale)
         if any(s % self.vae_scale_factor for s in size):
             raise ValueError(f"agnostic: image size {size} must be a multiple of the VAE's "
@@ -220,6 +261,10 @@ class GarDiffPipeline(DiffusionPipeline):
         if guided:  # the unconditional branch has no garment: training drops E(I_w) too
             warped_latents = torch.cat([torch.zeros_like(warped_latents), warped_latents])
             agnostic_latents = torch.cat([agnostic_latents, agnostic_latents])
+        pose = None
+        if densepose is not None:  # a person condition, like E(I_a): the same in both halves
+            pose = pose_latent(densepose, tuple(agnostic_latents.shape[-2:])).to(device, dtype)
+            pose = torch.cat([pose, pose]) if guided else pose
         attention_kwargs = {"garment_mask": mask} if self.adapter.config.use_vae_tokens else None
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -228,7 +273,8 @@ class GarDiffPipeline(DiffusionPipeline):
         for t in self.progress_bar(self.scheduler.timesteps):
             model_input = torch.cat([latents, latents]) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
-            noise = self.unet(tryon_unet_input(model_input, warped_latents, agnostic_latents), t,
+            noise = self.unet(tryon_unet_input(model_input, warped_latents, agnostic_latents,
+                                               pose), t,
                               encoder_hidden_states=tokens,
                               cross_attention_kwargs=attention_kwargs).sample
             if guided:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler
@@ -10,8 +12,14 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import AttentionRecorder, garment_processors
-from gardiffmini.models.unet import make_unet
-from gardiffmini.pipeline import GarDiffPipeline, encode_latents, tryon_unet_input
+from gardiffmini.models.unet import add_input_channels, make_unet
+from gardiffmini.pipeline import (
+    POSE_CHANNELS,
+    GarDiffPipeline,
+    encode_latents,
+    pose_latent,
+    tryon_unet_input,
+)
 from gardiffmini.profiles import get_profile
 
 CI = get_profile("ci")
@@ -84,6 +92,35 @@ def test_tryon_unet_input_order():
     stacked = tryon_unet_input(x_t, warped, agnostic)
     assert stacked.shape == (1, 12, 2, 2)
     assert stacked[:, :4].eq(0).all() and stacked[:, 4:8].eq(1).all() and stacked[:, 8:].eq(2).all()
+
+
+def test_tryon_unet_input_appends_the_pose_last():
+    x_t, warped = torch.zeros(2, 4, 2, 2), torch.ones(2, 4, 2, 2)
+    agnostic = torch.full((2, 4, 2, 2), 2.0)
+    pose = torch.full((2, POSE_CHANNELS, 2, 2), -0.5)
+    plain = tryon_unet_input(x_t, warped, agnostic)
+    assert torch.equal(tryon_unet_input(x_t, warped, agnostic, None), plain)
+    posed = tryon_unet_input(x_t, warped, agnostic, pose)
+    assert posed.shape == (2, 12 + POSE_CHANNELS, 2, 2)
+    assert torch.equal(posed[:, :12], plain) and posed[:, 12:].eq(-0.5).all()
+
+
+def test_pose_latent_is_the_mean_of_each_block():
+    generator = torch.Generator().manual_seed(0)
+    densepose = torch.rand(2, 3, HEIGHT, WIDTH, generator=generator) * 2 - 1
+    densepose[0, :, :8] = 1.0  # the ends of the range stay at the ends
+    densepose[1, :, :8] = -1.0
+    latent = pose_latent(densepose, (HEIGHT // 4, WIDTH // 4))
+    assert latent.shape == (2, 3, 16, 12) and latent.dtype == torch.float32
+    assert latent.min() >= -1 and latent.max() <= 1
+    assert latent[0, :, :2].eq(1).all() and latent[1, :, :2].eq(-1).all()
+    expected = torch.empty(2, 3, 16, 12)  # by hand: each latent cell, the mean of its 4x4 pixels
+    for i in range(16):
+        for j in range(12):
+            expected[..., i, j] = densepose[..., 4 * i:4 * i + 4, 4 * j:4 * j + 4].mean((-2, -1))
+    torch.testing.assert_close(latent, expected)
+    with pytest.raises(ValueError, match="densepose must be"):
+        pose_latent(densepose[:, :1], (16, 12))
 
 
 def test_encode_latents_is_the_scaled_posterior_mean(pipe):
@@ -200,3 +237,38 @@ def test_a_pipeline_with_the_shortcut_vae_round_trips(tmp_path):
     assert_loaded_weights_identical(loaded, pipe)
     torch.testing.assert_close(sample(loaded), expected, atol=ROUND_TRIP_ATOL["shortcut"],
                                rtol=0)
+
+
+def pose_pipeline(pipe: GarDiffPipeline) -> GarDiffPipeline:
+    """``pipe`` with its UNet given the DensePose channels, at zero (as training starts)."""
+    unet = add_input_channels(copy.deepcopy(pipe.unet), POSE_CHANNELS)
+    posed = GarDiffPipeline(**{**pipe.components, "unet": unet})
+    posed.set_progress_bar_config(disable=True)
+    return posed
+
+
+def densepose(batch: int = 1) -> torch.Tensor:
+    return torch.rand(batch, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(5)) * 2 - 1
+
+
+def test_a_pose_pipeline_needs_the_densepose_and_samples_with_it(pipe, baseline):
+    posed = pose_pipeline(pipe)
+    assert posed.needs_densepose and not pipe.needs_densepose
+    with pytest.raises(ValueError, match="densepose is missing: this UNet was trained with "
+                                         "pose_input"):
+        sample(posed)
+    with pytest.raises(ValueError, match="densepose was given, but this UNet has no pose"):
+        sample(pipe, densepose=densepose())
+    with pytest.raises(ValueError, match="densepose has batch 2"):
+        sample(posed, densepose=densepose(2))
+    with pytest.raises(ValueError, match=r"densepose has values in"):
+        sample(posed, densepose=(densepose() + 1) * 127.5)
+    # the new input weights are zero: the DensePose changes nothing until training
+    assert torch.equal(sample(posed, densepose=densepose()), baseline)
+    with torch.no_grad():
+        posed.unet.conv_in.weight[:, 12:].normal_(generator=torch.Generator().manual_seed(0))
+    for guidance_scale in (2.0, 1.0):
+        images = sample(posed, batch=2, densepose=densepose(2), guidance_scale=guidance_scale)
+        assert images.shape == (2, 3, HEIGHT, WIDTH) and torch.isfinite(images).all()
+    moved = sample(posed, densepose=densepose())
+    assert not torch.allclose(moved, sample(posed, densepose=-densepose()))
