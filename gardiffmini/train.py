@@ -37,7 +37,7 @@ from gardiffmini.metrics import label_region
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import start_vae_stream_at_zero
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
-from gardiffmini.models.unet import make_unet
+from gardiffmini.models.unet import add_input_channels, make_unet
 from gardiffmini.objective import (
     DEFAULT_RECIPE,
     OFFSET_NOISE,
@@ -47,7 +47,13 @@ from gardiffmini.objective import (
     recipe_mse,
 )
 from gardiffmini.paths import runs_root
-from gardiffmini.pipeline import GarDiffPipeline, encode_latents, tryon_unet_input
+from gardiffmini.pipeline import (
+    POSE_CHANNELS,
+    GarDiffPipeline,
+    encode_latents,
+    pose_latent,
+    tryon_unet_input,
+)
 from gardiffmini.precision import mixed_precision_for
 from gardiffmini.profiles import Profile
 from gardiffmini.runs import (
@@ -100,14 +106,16 @@ def get_variant(name: str | Variant) -> Variant:
 @torch.no_grad()
 def encode_split(
     dataset: torch.utils.data.Dataset, vae, image_encoder, batch_size: int = 32,
-    desc: str = "encoding",
+    desc: str = "encoding", pose: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Everything a frozen-encoder training step needs, for every pair of ``dataset``.
 
     Returns latents ``x0 = E(I)``, ``warped = E(I_w)``, ``agnostic = E(I_a)`` (scaled by
     the VAE's scaling factor), the CLIP embedding of the in-shop garment, the warped
     garment mask ``m_w``, the agnostic mask, the garment the person wears (their label map's
-    garment labels, a bool mask) and the person image (uint8, for the appearance loss).
+    garment labels, a bool mask) and the person image (uint8, for the appearance loss); with
+    ``pose``, the person's DensePose on the latent grid too (``"pose"``,
+    :func:`~gardiffmini.pipeline.pose_latent`, for the recipe's ``pose_input``).
     """
     # the computed warp is numpy work per pair: worker processes do it while this one encodes
     workers = min(2, os.cpu_count() or 1)
@@ -125,17 +133,24 @@ def encode_split(
             "garment_mask": label_region(batch["parse"], GARMENT_LABELS).bool(),
             "person": ((batch["person"] + 1) * 127.5).round().to(torch.uint8),
         }
+        if pose:
+            encoded["pose"] = pose_latent(batch["densepose"], tuple(encoded["x0"].shape[-2:]))
         for key, value in encoded.items():
             parts.setdefault(key, []).append(value.cpu())
     return {key: torch.cat(values) for key, values in parts.items()}
 
 
 def build_model(
-    profile: Profile, variant: Variant, base: dict[str, torch.Tensor] | None = None
+    profile: Profile, variant: Variant, base: dict[str, torch.Tensor] | None = None,
+    extra_channels: int = 0,
 ) -> tuple[torch.nn.Module, GarmentAdapter]:
     """A fresh try-on UNet and garment adapter for ``variant`` at ``profile``: the UNet starts
     from the inpainting ``base`` weights where given (:mod:`gardiffmini.inpainting_base`),
-    else at random; the adapter's own weights always start fresh."""
+    else at random; the adapter's own weights always start fresh. ``extra_channels`` more
+    inputs (the recipe's ``pose_input``: :data:`~gardiffmini.pipeline.POSE_CHANNELS`) are
+    appended at zero (:func:`~gardiffmini.models.unet.add_input_channels`), last, so that
+    the model starts as the one built without them from the same seed, and computes what it
+    does."""
     unet = make_unet(profile)
     if base is not None:
         unet.load_state_dict(base)
@@ -145,6 +160,8 @@ def build_model(
     adapter.install(unet)
     if variant.garment_adapter and variant.vae_stream_from_zero:
         start_vae_stream_at_zero(unet)
+    if extra_channels:
+        add_input_channels(unet, extra_channels)
     return unet, adapter
 
 
@@ -186,7 +203,9 @@ def diffusion_step_loss(
     x0 (of the first ``appearance_samples`` samples of the batch; 0: all), a v model's output
     turned into the epsilon of the paper's equation first. With probability
     :data:`CONDITION_DROP` a sample loses its garment: the CLIP embedding and the adapter's
-    latent are zeroed, and with ``recipe.drop_warped_latent`` the UNet's ``E(I_w)`` too.
+    latent are zeroed, and with ``recipe.drop_warped_latent`` the UNet's ``E(I_w)`` too. With
+    ``recipe.pose_input`` the UNet also reads the cached DensePose (``cache["pose"]``), never
+    dropped: it describes the person, as ``E(I_a)`` does.
     """
     device = next(unet.parameters()).device
     batch = {key: value[index].to(device) for key, value in cache.items()}
@@ -196,7 +215,8 @@ def diffusion_step_loss(
     warped = batch["warped"] * keep[:, None, None, None]
     tokens = adapter(batch["clip"] * keep[:, None], warped)
     unet_warped = warped if recipe.drop_warped_latent else batch["warped"]
-    unet_input = tryon_unet_input(x_t, unet_warped, batch["agnostic"])
+    pose = batch["pose"] if recipe.pose_input else None
+    unet_input = tryon_unet_input(x_t, unet_warped, batch["agnostic"], pose)
     kwargs = {"garment_mask": batch["warped_mask"]} if variant.garment_adapter else None
     prediction = unet(unet_input, timesteps, encoder_hidden_states=tokens,
                       cross_attention_kwargs=kwargs).sample
@@ -251,7 +271,8 @@ def train_variant(
         progress=progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet, adapter = build_model(profile, variant, base)
+        unet, adapter = build_model(profile, variant, base,
+                                    POSE_CHANNELS if recipe.pose_input else 0)
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
                    run_config(profile, variant, steps, encoders_id, unet.config, recipe)
@@ -262,7 +283,7 @@ def train_variant(
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
         cache = cached_training_set(root, profile, vae, image_encoder, encoders_id,
-                                    pairs_file, warp)
+                                    pairs_file, warp, pose=recipe.pose_input)
         scheduler = noise_scheduler(recipe.prediction_type)
         params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
@@ -304,20 +325,22 @@ def train_variant(
 
 def cached_training_set(
     root: Path, profile: Profile, vae, image_encoder, encoders_id: str,
-    pairs_file: Path | str | None = None, warp: str = "computed",
+    pairs_file: Path | str | None = None, warp: str = "computed", pose: bool = False,
 ) -> dict[str, torch.Tensor]:
     """:func:`encode_split` of the training pairs (of ``pairs_file`` where given), their
     garments warped by the protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`),
-    cached on disk next to the runs."""
+    with the DensePose on the latent grid where ``pose`` asks for it, cached on disk next to
+    the runs (a cache without the pose keeps the key it had before the pose existed)."""
     data = data_fingerprint(root, "train", pairs_file)
     key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,
-                       "size": profile.image_size, "data": data, "warp": warp})
+                       "size": profile.image_size, "data": data, "warp": warp}
+                      | ({"pose": True} if pose else {}))
     path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
     if path.exists():
         return load_file(str(path))
     dataset = open_dataset(root, split="train", pairing="paired", size=profile.image_size,
                            pairs_file=pairs_file, warp=warp)
-    cache = encode_split(dataset, vae, image_encoder, desc="caching latents")
+    cache = encode_split(dataset, vae, image_encoder, desc="caching latents", pose=pose)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path, cache)
     return cache

@@ -1,12 +1,17 @@
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 import torch
 
 from gardiffmini import objective, train
 from gardiffmini.features import default_features
 from gardiffmini.models.attention import garment_processors
-from gardiffmini.pipeline import GarDiffPipeline
+from gardiffmini.models.unet import make_unet
+from gardiffmini.pipeline import POSE_CHANNELS, GarDiffPipeline, pose_latent
 from gardiffmini.profiles import get_profile
-from gardiffmini.runs import NonFiniteLossError, step_generator
+from gardiffmini.runs import NonFiniteLossError, config_hash, step_generator
 
 TINY = dict(n_train=8, n_test=4, vae_steps=2, clip_steps=2, base_steps=2, diffusion_steps=4,
             batch_size=2, n_eval=2, sample_steps=2)
@@ -36,6 +41,27 @@ def cache(profile):
     data = train.cached_training_set(root, profile, vae, image_encoder,
                                      train.weights_hash(vae, image_encoder))
     return data, vae
+
+
+@pytest.fixture(scope="module")
+def pose_cache(cache, profile):
+    """The training set cached with the DensePose on the latent grid (the recipe's
+    ``pose_input``), and its dataset's first item."""
+    from gardiffmini.data.datasets import open_dataset
+    from gardiffmini.data.toyviton import ensure_toyviton
+    from gardiffmini.models.encoders import load_or_train_encoders
+
+    root = ensure_toyviton(profile, progress=False)
+    vae, image_encoder = load_or_train_encoders(profile, progress=False)
+    data = train.cached_training_set(root, profile, vae, image_encoder,
+                                     train.weights_hash(vae, image_encoder), pose=True)
+    first = open_dataset(root, split="train", pairing="paired", size=profile.image_size)[0]
+    return data, first
+
+
+CACHED_KEYS = {"x0", "warped", "agnostic", "clip", "warped_mask", "agnostic_mask",
+               "garment_mask", "person"}
+POSE_RECIPE = replace(objective.DEFAULT_RECIPE, pose_input=True)
 
 
 def test_training_noise_adds_one_constant_per_sample_and_channel():
@@ -144,3 +170,96 @@ def test_trained_pipeline_samples_images(cache, profile):
     # diverged to the ends (measured here: 97.5 % of the pixels strictly inside, mean 0.50)
     assert torch.isfinite(out).all()
     assert ((out > 0) & (out < 1)).float().mean() > 0.9
+
+
+def test_the_cache_without_pose_keeps_its_keys_and_file(cache, profile):
+    from gardiffmini.data.fingerprint import data_fingerprint
+    from gardiffmini.data.toyviton import ensure_toyviton
+    from gardiffmini.models.encoders import load_or_train_encoders
+    from gardiffmini.paths import runs_root
+
+    data, _ = cache
+    assert set(data) == CACHED_KEYS
+    root = ensure_toyviton(profile, progress=False)
+    encoders_id = train.weights_hash(*load_or_train_encoders(profile, progress=False))
+    key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,  # as before
+                       "size": profile.image_size, "data": data_fingerprint(root, "train"),
+                       "warp": "computed"})
+    assert (runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors").is_file()
+
+
+def test_the_pose_cache_adds_the_densepose_on_the_latent_grid(cache, pose_cache, profile):
+    data, _ = cache
+    posed, first = pose_cache
+    assert set(posed) == CACHED_KEYS | {"pose"}
+    for key in CACHED_KEYS:
+        assert torch.equal(posed[key], data[key]), key
+    h, w = profile.latent_size
+    assert posed["pose"].shape == (TINY["n_train"], POSE_CHANNELS, h, w)
+    assert posed["pose"].min() >= -1 and posed["pose"].max() <= 1
+    torch.testing.assert_close(posed["pose"][0], pose_latent(first["densepose"][None], (h, w))[0])
+
+
+@pytest.mark.parametrize("name", ["base", "base+gfa"])
+def test_the_pose_model_starts_as_the_model_without_pose(profile, name):
+    variant = train.get_variant(name)
+    torch.manual_seed(0)
+    plain, plain_adapter = train.build_model(profile, variant)
+    torch.manual_seed(0)
+    posed, posed_adapter = train.build_model(profile, variant, extra_channels=POSE_CHANNELS)
+    c = 3 * profile.latent_channels
+    assert posed.config.in_channels == c + POSE_CHANNELS
+    weights, expected = posed.state_dict(), plain.state_dict()
+    assert weights.keys() == expected.keys()
+    for key, value in weights.items():
+        if key != "conv_in.weight":
+            assert torch.equal(value, expected[key]), key
+    assert torch.equal(weights["conv_in.weight"][:, :c], expected["conv_in.weight"])
+    assert weights["conv_in.weight"][:, c:].eq(0).all()
+    generator = torch.Generator().manual_seed(1)
+    h, w = profile.latent_size
+    latents = torch.randn(2, c, h, w, generator=generator)
+    pose = torch.rand(2, POSE_CHANNELS, h, w, generator=generator) * 2 - 1
+    tokens = posed_adapter(torch.randn(2, profile.clip_embed_dim, generator=generator),
+                           torch.randn(2, profile.latent_channels, h, w, generator=generator))
+    kwargs = ({"garment_mask": torch.ones(2, 1, profile.height, profile.width)}
+              if variant.garment_adapter else None)
+    with torch.no_grad():
+        want = plain(latents, 500, encoder_hidden_states=tokens, cross_attention_kwargs=kwargs)
+        got = posed(torch.cat([latents, pose], 1), 500, encoder_hidden_states=tokens,
+                    cross_attention_kwargs=kwargs)
+    assert torch.equal(got.sample, want.sample)
+
+
+def test_a_pose_step_gives_a_finite_loss_that_reaches_the_pose_weights(cache, pose_cache,
+                                                                       profile):
+    posed, _ = pose_cache
+    variant = train.get_variant("base+gfa")
+    unet, adapter = train.build_model(profile, variant, extra_channels=POSE_CHANNELS)
+    scheduler, index = objective.noise_scheduler("v_prediction"), torch.tensor([0, 1])
+    losses = train.diffusion_step_loss(unet, adapter, posed, index, step_generator(0, 0),
+                                       scheduler, variant, recipe=POSE_RECIPE)
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    pose_grad = unet.conv_in.weight.grad[:, 3 * profile.latent_channels:]
+    assert pose_grad.abs().sum() > 0
+    # the default recipe ignores a cached pose: the loss is the plain cache's
+    torch.manual_seed(0)
+    plain_unet, plain_adapter = train.build_model(profile, variant)
+    with torch.no_grad():
+        loss = {name: train.diffusion_step_loss(plain_unet, plain_adapter, data, index,
+                                                step_generator(0, 0), scheduler, variant)["loss"]
+                for name, data in (("plain", cache[0]), ("posed", posed))}
+    assert torch.equal(loss["plain"], loss["posed"])
+
+
+def test_the_default_run_config_is_the_shipped_runs():
+    """Adding pose_input changed no default identity: the shipped cpu run's config is what
+    run_config gives today (without the data, warp and base train_variant adds)."""
+    shipped = json.loads((Path(train.__file__).parent / "weights" / "tryon-cpu.json").read_text())
+    profile = get_profile("cpu")
+    config = train.run_config(profile, train.VARIANTS["base+gfa"], 1200,
+                              shipped["run_config"]["encoders"], make_unet(profile).config)
+    assert "pose_input" not in config["recipe"]
+    assert json.loads(json.dumps(config)) == {key: shipped["run_config"][key] for key in config}
+
