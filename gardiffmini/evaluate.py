@@ -51,23 +51,25 @@ def _stack(dataset: torch.utils.data.Dataset, n: int, keys: tuple[str, ...]) -> 
 @torch.no_grad()
 def try_on(pipeline, batch: dict[str, torch.Tensor], profile: Profile, seed: int,
            batch_size: int = 16) -> torch.Tensor:
-    """Images in [0, 1] for every row of ``batch``, pasted back outside the agnostic mask."""
+    """Images in [0, 1] for every row of ``batch``, pasted back outside the agnostic mask.
+    The person's ``densepose`` is passed where the pipeline needs it (a UNet trained with the
+    recipe's ``pose_input``)."""
+    keys = PIPELINE_KEYS + (POSE_KEYS if pipeline.needs_densepose else ())
     out = []
     for start in range(0, len(batch["agnostic"]), batch_size):
-        part = {k: batch[k][start:start + batch_size] for k in PIPELINE_KEYS}
+        part = {k: batch[k][start:start + batch_size] for k in keys}
         generator = torch.Generator().manual_seed(seed * 100_003 + start)
         out.append(pipeline(
-            agnostic=part["agnostic"], warped_cloth=part["warped_cloth"],
-            warped_mask=part["warped_mask"], cloth=part["cloth"],
-            agnostic_mask=part["agnostic_mask"], num_inference_steps=profile.sample_steps,
+            **part, num_inference_steps=profile.sample_steps,
             guidance_scale=profile.guidance_scale, generator=generator,
         ).images.cpu())
     return torch.cat(out).clamp(0, 1)
 
 
 PIPELINE_KEYS = ("agnostic", "agnostic_mask", "warped_cloth", "warped_mask", "cloth")
+POSE_KEYS = ("densepose",)  # what a pipeline that needs_densepose reads besides
 EVAL_KEYS = ("person", "agnostic", "agnostic_mask", "warped_cloth", "warped_mask", "cloth",
-             "cloth_mask", "parse", "truth", "truth_parse")
+             "cloth_mask", "parse", "truth", "truth_parse", "densepose")
 BASELINES = {"agnostic": "agnostic image", "warp+paste": "warp + paste",
              "vae round trip": "VAE round trip (ceiling)"}
 

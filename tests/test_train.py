@@ -263,3 +263,27 @@ def test_the_default_run_config_is_the_shipped_runs():
     assert "pose_input" not in config["recipe"]
     assert json.loads(json.dumps(config)) == {key: shipped["run_config"][key] for key in config}
 
+
+def test_a_pose_run_trains_and_samples_with_the_densepose(pose_cache, profile):
+    from gardiffmini.data.datasets import open_dataset
+    from gardiffmini.data.toyviton import ensure_toyviton
+    from gardiffmini.evaluate import EVAL_KEYS, _stack, try_on
+
+    plain = train.train_variant("base", profile, seed=0, progress=False)
+    posed = train.train_variant("base", profile, seed=0, progress=False, recipe=POSE_RECIPE)
+    assert posed.run.finished and posed.run.folder != plain.run.folder
+    assert posed.needs_densepose and not plain.needs_densepose
+    assert posed.run.config["recipe"]["pose_input"] is True
+    assert posed.unet.config.in_channels == plain.unet.config.in_channels + POSE_CHANNELS
+    reloaded = train.train_variant("base", profile, seed=0, progress=False, recipe=POSE_RECIPE)
+    assert reloaded.run.folder == posed.run.folder
+    for key, value in reloaded.unet.state_dict().items():
+        assert torch.equal(value, posed.unet.state_dict()[key]), key
+    test = open_dataset(ensure_toyviton(profile, progress=False), split="test",
+                        pairing="unpaired", size=profile.image_size)
+    batch = _stack(test, 2, EVAL_KEYS)
+    assert batch["densepose"].shape == (2, 3, profile.height, profile.width)
+    for pipeline in (plain, posed):
+        images = try_on(pipeline, batch, profile, seed=0)
+        assert images.shape == (2, 3, profile.height, profile.width)
+        assert torch.isfinite(images).all()
