@@ -1,7 +1,7 @@
 """The sampler's guidance scale and step count, chosen on training pairs held out from training.
 
-    python benchmarks/held_out_sampling.py --profile cpu --guidance 1 1.5 2 3 --steps 25 50 \
-        --out book/results/held-out-sampling-cpu.json
+    python benchmarks/held_out_sampling.py --profile cpu --guidance 1 1.5 2 3 \
+        --steps 5 10 15 20 25 50 --out book/results/held-out-sampling-cpu.json
 
 Base + GFA (the variant the book ships) is trained on the training pairs less the last
 ``--holdout`` (:mod:`held_out`; the same run as the appearance-weight study's lambda = 0) and
@@ -29,7 +29,7 @@ from gardiffmini.train import train_variant
 def main() -> None:
     parser = scoring_parser(__doc__)
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[25, 50])
+    parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 15, 20, 25, 50])
     parser.add_argument("--holdout", type=int, default=128)
     args = parser.parse_args()
     started = time.perf_counter()
