@@ -1,12 +1,15 @@
-"""benchmarks/detail_levers.py's verdicts over seeds: the 2-sigma rule, row by row."""
+"""benchmarks/detail_levers.py: its verdicts over seeds (the 2-sigma rule, row by row) and the
+recipes of its levers."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from detail_levers import COMPARED, verdicts  # noqa: E402
+from detail_levers import COMPARED, LEVERS, recipe_levers, verdicts  # noqa: E402
 
+from gardiffmini.objective import DEFAULT_RECIPE  # noqa: E402
 from gardiffmini.reproduce import summarize  # noqa: E402
 
 
@@ -33,3 +36,16 @@ def test_verdicts_judge_each_lever_against_the_plain_model_and_paste() -> None:
     assert against_paste[plain]["garment_detail_error"]["verdict"] == "worse"
     assert against_paste[lever]["garment_detail_error"]["verdict"] == "no measurable effect"
     assert against_paste[plain]["SSIM"]["verdict"] == "better"
+
+
+def test_recipe_levers_change_only_what_they_name() -> None:
+    levers = recipe_levers(4.0)
+    assert set(levers) <= set(LEVERS)
+    weighted, posed, both = (levers[name][1] for name in
+                             ("garment-weight", "pose", "pose+garment-weight"))
+    assert (weighted.garment_weight, weighted.pose_input) == (4.0, False)
+    assert (posed.garment_weight, posed.pose_input) == (1.0, True)
+    assert (both.garment_weight, both.pose_input) == (4.0, True)
+    assert levers["pose+garment-weight"][0] == "DensePose input, garment weight 4"
+    for _, recipe in levers.values():  # everything else is the book's recipe
+        assert replace(recipe, garment_weight=1.0, pose_input=False) == DEFAULT_RECIPE
