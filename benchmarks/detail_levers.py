@@ -23,6 +23,12 @@ that ``reproduce`` measures):
   that the model is told where the arms are when the requested garment bares them (the
   agnostic image greys them out); sampled with ``--spacing``. The metric it is meant to
   move is ``skin_error_u``.
+- ``skin``: Base + GFA trained a second time with the agnostic image painted in the person's
+  skin colour (read off the face) as more UNet input channels (the recipe's ``skin_input``;
+  not in the paper), so that the model has the colour of bare arms at hand. Beside it, the
+  agnostic image and warp + paste on that skin-primed image
+  (:func:`gardiffmini.baselines.skin_primed`): what the cue gives with no model. The metric
+  it is meant to move is ``skin_error_u``.
 - ``pose+garment-weight``: both of the last two at once (on their own, the garment weight
   brought the unpaired detail error to a tie with warp + paste, DensePose moved it by half as
   much, inside the noise).
@@ -51,6 +57,7 @@ from dataclasses import replace
 from diffusers import DDIMScheduler
 from scoring import scored_sets, scoring_parser, write_record
 
+from gardiffmini import baselines
 from gardiffmini.evaluate import baseline_images, cached_evaluation, score
 from gardiffmini.models.encoders import load_or_train_encoders
 from gardiffmini.objective import DEFAULT_RECIPE, Recipe
@@ -63,7 +70,9 @@ REPORTED = ("SSIM", "garment_detail_error", "SSIM_occluded", "SSIM_u", "garment_
 # the metrics a lever is judged on over seeds
 COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u")
 SPACINGS = ("leading", "trailing")
-LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weight")
+LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weight", "skin")
+SKIN_BASELINES = {"skin-primed agnostic": baselines.agnostic,
+                  "warp + paste, skin-primed": baselines.warp_and_paste}
 
 
 def _rounded(numbers: dict) -> dict:
@@ -74,6 +83,12 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
     """Every row of one seed: the baselines, then each lever of ``args.levers``."""
     rows = {name: _rounded(score(images, sets, net, root, seed))
             for name, images in baseline_images(vae, sets).items()}
+    if "skin" in args.levers:
+        primed = {pairing: baselines.skin_primed(batch) for pairing, batch in sets.items()}
+        rows |= {name: _rounded(score({pairing: make(batch).clamp(0, 1)
+                                       for pairing, batch in primed.items()},
+                                      sets, net, root, seed))
+                 for name, make in SKIN_BASELINES.items()}
 
     def evaluate(title: str, variant, spacing: str, recipe=DEFAULT_RECIPE) -> None:
         if title in rows:  # measured by another lever
@@ -117,6 +132,7 @@ def recipe_levers(garment_weight: float) -> dict[str, tuple[str, Recipe]]:
         "pose+garment-weight": (f"DensePose input, {weighted}",
                                 replace(DEFAULT_RECIPE, pose_input=True,
                                         garment_weight=garment_weight)),
+        "skin": ("skin colour input", replace(DEFAULT_RECIPE, skin_input=True)),
     }
 
 

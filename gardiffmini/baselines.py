@@ -3,6 +3,8 @@
 - **agnostic**: the garment-agnostic person ``I_a`` as it is (the try-on region left grey);
 - **warp+paste**: the warped garment ``I_w`` pasted into ``I_a`` inside its mask ``m_w``;
   everything else of the agnostic region (arms, neck, background) stays grey;
+- **skin-primed** (:func:`skin_primed`, beside the recipe's ``skin_input`` only): both of the
+  above on the agnostic image painted in the person's skin colour;
 - **VAE round trip**: the VAE's reconstruction of the truth (the photo; for unpaired pairs
   ToyVITON's rendered truth where the batch has it), pasted back outside the agnostic mask,
   as the pipeline pastes its outputs: the ceiling of any latent model.
@@ -21,6 +23,7 @@ import torch
 
 from gardiffmini.data.layout import GARMENT_LABELS
 from gardiffmini.models.vae import pasted_round_trip
+from gardiffmini.skin import face_skin_colour, skin_primed_agnostic
 
 OCCLUDED_FRACTION = 0.05  # a pair is occluded when more than this share of m_w is not garment
 
@@ -34,6 +37,15 @@ def warp_and_paste(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """``m_w * I_w + (1 - m_w) * I_a``: the warped garment pasted into the agnostic image."""
     mask = batch["warped_mask"]
     return (mask * batch["warped_cloth"] + (1 - mask) * batch["agnostic"]).add(1).div(2)
+
+
+def skin_primed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``batch`` with its agnostic image painted in the person's skin colour inside the agnostic
+    mask (:mod:`gardiffmini.skin`): the input of the recipe's ``skin_input``, so that
+    :func:`agnostic` and :func:`warp_and_paste` of it are what that cue gives with no model."""
+    colour = face_skin_colour(batch["agnostic"], batch["parse"])
+    return batch | {"agnostic": skin_primed_agnostic(batch["agnostic"], batch["agnostic_mask"],
+                                                     colour)}
 
 
 def vae_round_trip(vae, batch: dict[str, torch.Tensor]) -> torch.Tensor:

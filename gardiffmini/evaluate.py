@@ -37,6 +37,7 @@ from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.features import ToyVitonFeatureNet
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import atomic_save_tensors, atomic_write_text, config_hash
+from gardiffmini.skin import face_skin_colour
 from gardiffmini.train import train_variant, weights_hash
 
 
@@ -53,11 +54,16 @@ def try_on(pipeline, batch: dict[str, torch.Tensor], profile: Profile, seed: int
            batch_size: int = 16) -> torch.Tensor:
     """Images in [0, 1] for every row of ``batch``, pasted back outside the agnostic mask.
     The person's ``densepose`` is passed where the pipeline needs it (a UNet trained with the
-    recipe's ``pose_input``)."""
+    recipe's ``pose_input``), and their skin colour, read off the face in their label map
+    ``parse`` (:func:`~gardiffmini.skin.face_skin_colour`), where it needs that (its
+    ``skin_input``)."""
     keys = PIPELINE_KEYS + (POSE_KEYS if pipeline.needs_densepose else ())
     out = []
     for start in range(0, len(batch["agnostic"]), batch_size):
         part = {k: batch[k][start:start + batch_size] for k in keys}
+        if pipeline.needs_skin_colour:
+            part["skin_colour"] = face_skin_colour(part["agnostic"],
+                                                   batch["parse"][start:start + batch_size])
         generator = torch.Generator().manual_seed(seed * 100_003 + start)
         out.append(pipeline(
             **part, num_inference_steps=profile.sample_steps,

@@ -42,6 +42,11 @@ class Recipe:
       IDM-VTON does. The agnostic image greys out the arms, so nothing else says where bare
       arms go when the requested garment is shorter than the person's own. Not in the paper
       (GARDIFF.md names no pose channel): a lever, off by default.
+    - ``skin_input``: give the UNet ``E`` of the agnostic image painted in the person's skin
+      colour, read off the face (:mod:`gardiffmini.skin`), as ``latent_channels`` more input
+      channels, after the DensePose's. The agnostic image greys out the arms, so nothing
+      near them says what colour bare arms are. Not in the paper (ACGPN's skin colour cue):
+      a lever, off by default.
     """
 
     min_snr_gamma: float | None = 5.0
@@ -51,6 +56,7 @@ class Recipe:
     ema_decay: float | None = 0.999
     prediction_type: str = "v_prediction"
     pose_input: bool = False
+    skin_input: bool = False
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
@@ -66,7 +72,7 @@ class Recipe:
 
 
 # fields added to Recipe after runs were shipped, with the value that leaves the loss as it was
-LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False}
+LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False, "skin_input": False}
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")

@@ -10,7 +10,9 @@ the in-shop garment ``I_c``, the pipeline
    garment: the adapter's tokens of a zero CLIP embedding and a zero latent, and a zero
    ``E(I_w)`` in the UNet's input (training drops all three together with p = 0.05). A UNet
    trained with the recipe's ``pose_input`` also sees the person's DensePose
-   (:func:`pose_latent`), in both halves, as it sees ``E(I_a)``;
+   (:func:`pose_latent`), in both halves, as it sees ``E(I_a)``; one trained with its
+   ``skin_input`` sees ``E`` of the agnostic image painted in the person's skin colour
+   (:mod:`gardiffmini.skin`) the same way;
 4. decodes the latent into an image in [0, 1].
 
 The garment processors' weights live in the UNet's state dict;
@@ -39,6 +41,7 @@ from gardiffmini.models.encoders import clip_image_embeds
 from gardiffmini.models.memory import own_memory
 from gardiffmini.models.unet import N_CONDITION_LATENTS
 from gardiffmini.models.vae import load_pretrained_vae
+from gardiffmini.skin import skin_primed_agnostic
 
 
 def encode_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
@@ -61,12 +64,28 @@ def pose_latent(densepose: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def tryon_unet_input(
     noisy_latents: torch.Tensor, warped_latents: torch.Tensor, agnostic_latents: torch.Tensor,
-    pose: torch.Tensor | None = None,
+    pose: torch.Tensor | None = None, skin: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The UNet's 12-channel input ``[x_t, E(I_w), E(I_a)]`` (GARDIFF.md, "UNet input"), and
-    with ``pose`` (:func:`pose_latent`; the recipe's ``pose_input``) its channels last."""
-    parts = [noisy_latents, warped_latents, agnostic_latents]
-    return torch.cat(parts if pose is None else [*parts, pose.to(noisy_latents)], dim=1)
+    """The UNet's 12-channel input ``[x_t, E(I_w), E(I_a)]`` (GARDIFF.md, "UNet input"), then
+    ``pose`` (:func:`pose_latent`; the recipe's ``pose_input``) and ``skin`` (``E`` of
+    :func:`~gardiffmini.skin.skin_primed_agnostic`; its ``skin_input``) where given."""
+    extras = [extra.to(noisy_latents) for extra in (pose, skin) if extra is not None]
+    return torch.cat([noisy_latents, warped_latents, agnostic_latents, *extras], dim=1)
+
+
+def person_inputs(in_channels: int, latent_channels: int) -> tuple[bool, bool]:
+    """Which person conditions a UNet of ``in_channels`` inputs reads beyond ``[x_t, E(I_w),
+    E(I_a)]``: ``(pose, skin)``, the :data:`POSE_CHANNELS` of :func:`pose_latent` and the
+    ``latent_channels`` of the skin-primed agnostic latent. Told apart by their count, which
+    is why the recipe's ``skin_input`` needs ``latent_channels != POSE_CHANNELS``."""
+    extra = in_channels - N_CONDITION_LATENTS * latent_channels
+    for pose in (False, True):
+        for skin in (False, True):
+            if extra == POSE_CHANNELS * pose + latent_channels * skin:
+                return pose, skin
+    raise ValueError(f"a UNet of {in_channels} input channels reads no known conditions: "
+                     f"expected {N_CONDITION_LATENTS} x {latent_channels} latent channels, "
+                     f"plus {POSE_CHANNELS} (DensePose) and/or {latent_channels} (skin)")
 
 
 def _check_images(name: str, images: torch.Tensor, channels: int, batch: int | None = None,
@@ -152,8 +171,13 @@ class GarDiffPipeline(DiffusionPipeline):
         """Whether the UNet reads the DensePose channels (trained with the recipe's
         ``pose_input``): its input has :data:`POSE_CHANNELS` more than ``[x_t, E(I_w),
         E(I_a)]``."""
-        conditions = N_CONDITION_LATENTS * self.unet.config.out_channels
-        return self.unet.config.in_channels == conditions + POSE_CHANNELS
+        return person_inputs(self.unet.config.in_channels, self.unet.config.out_channels)[0]
+
+    @property
+    def needs_skin_colour(self) -> bool:
+        """Whether the UNet reads the skin-primed agnostic latent (trained with the recipe's
+        ``skin_input``, :mod:`gardiffmini.skin`)."""
+        return person_inputs(self.unet.config.in_channels, self.unet.config.out_channels)[1]
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
@@ -200,6 +224,7 @@ class GarDiffPipeline(DiffusionPipeline):
         output_type: str = "pt",
         return_dict: bool = True,
         densepose: torch.Tensor | None = None,
+        skin_colour: torch.Tensor | None = None,
     ) -> ImagePipelineOutput | tuple:
         """Dress the person of ``agnostic`` in ``cloth``.
 
@@ -208,7 +233,10 @@ class GarDiffPipeline(DiffusionPipeline):
         images in [0, 1]: a tensor (``output_type="pt"``) or PIL images (``"pil"``).
         ``densepose``, the person's DensePose image (B, 3, H, W) in [-1, 1], is required by a
         UNet trained with the recipe's ``pose_input`` (:attr:`needs_densepose`) and refused by
-        any other.
+        any other. ``skin_colour``, the person's skin colour (B, 3) in [-1, 1]
+        (:func:`~gardiffmini.skin.face_skin_colour`), is required, with ``agnostic_mask``, by
+        a UNet trained with the recipe's ``skin_input`` (:attr:`needs_skin_colour`) and
+        refused by any other.
         """
         _check_images("agnostic", agnostic, 3)
         batch, size = agnostic.shape[0], tuple(agnostic.shape[-2:])
@@ -233,6 +261,21 @@ class GarDiffPipeline(DiffusionPipeline):
         if densepose is not None:
             _check_images("densepose", densepose, POSE_CHANNELS, batch, size)
             densepose = _check_values("densepose", densepose, -1.0, 1.0)
+        if self.needs_skin_colour != (skin_colour is not None):
+            raise ValueError(
+                "skin_colour is missing: this UNet was trained with skin_input and reads the "
+                "person's skin colour (B, 3) in [-1, 1] (gardiffmini.skin.face_skin_colour)"
+                if self.needs_skin_colour else
+                f"skin_colour was given, but this UNet has no skin channels (in_channels="
+                f"{self.unet.config.in_channels}); leave it out")
+        if skin_colour is not None:
+            if agnostic_mask is None:
+                raise ValueError("skin_colour needs agnostic_mask: the skin colour is painted "
+                                 "inside it")
+            if not isinstance(skin_colour, torch.Tensor) or skin_colour.shape != (batch, 3):
+                raise ValueError(f"skin_colour must be a tensor of shape ({batch}, 3), got "
+                                 f"{getattr(skin_colour, 'shape', type(skin_colour).__name__)}")
+            skin_colour = _check_values("skin_colour", skin_colour, -1.0, 1.0)
         _check_guidance_scale(guidance_scale)
         if any(s % self.vae_scale_factor for s in size):
             raise ValueError(f"agnostic: image size {size} must be a multiple of the VAE's "
@@ -265,6 +308,11 @@ class GarDiffPipeline(DiffusionPipeline):
         if densepose is not None:  # a person condition, like E(I_a): the same in both halves
             pose = pose_latent(densepose, tuple(agnostic_latents.shape[-2:])).to(device, dtype)
             pose = torch.cat([pose, pose]) if guided else pose
+        skin = None
+        if skin_colour is not None:  # a person condition too
+            primed = skin_primed_agnostic(agnostic, agnostic_mask, skin_colour)
+            skin = encode_latents(self.vae, primed.to(device, vae_dtype)).to(dtype)
+            skin = torch.cat([skin, skin]) if guided else skin
         attention_kwargs = {"garment_mask": mask} if self.adapter.config.use_vae_tokens else None
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -274,7 +322,7 @@ class GarDiffPipeline(DiffusionPipeline):
             model_input = torch.cat([latents, latents]) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             noise = self.unet(tryon_unet_input(model_input, warped_latents, agnostic_latents,
-                                               pose), t,
+                                               pose, skin), t,
                               encoder_hidden_states=tokens,
                               cross_attention_kwargs=attention_kwargs).sample
             if guided:

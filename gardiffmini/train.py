@@ -68,6 +68,7 @@ from gardiffmini.runs import (
     step_generator,
     warmup_schedule,
 )
+from gardiffmini.skin import face_skin_colour, skin_primed_agnostic
 
 CONDITION_DROP = 0.05  # the paper drops the garment conditions with p = 0.05 (for CFG)
 
@@ -106,7 +107,7 @@ def get_variant(name: str | Variant) -> Variant:
 @torch.no_grad()
 def encode_split(
     dataset: torch.utils.data.Dataset, vae, image_encoder, batch_size: int = 32,
-    desc: str = "encoding", pose: bool = False,
+    desc: str = "encoding", pose: bool = False, skin: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Everything a frozen-encoder training step needs, for every pair of ``dataset``.
 
@@ -115,7 +116,9 @@ def encode_split(
     garment mask ``m_w``, the agnostic mask, the garment the person wears (their label map's
     garment labels, a bool mask) and the person image (uint8, for the appearance loss); with
     ``pose``, the person's DensePose on the latent grid too (``"pose"``,
-    :func:`~gardiffmini.pipeline.pose_latent`, for the recipe's ``pose_input``).
+    :func:`~gardiffmini.pipeline.pose_latent`, for the recipe's ``pose_input``); with
+    ``skin``, ``E`` of the agnostic image painted in the person's skin colour (``"skin"``,
+    :mod:`gardiffmini.skin`, for its ``skin_input``).
     """
     # the computed warp is numpy work per pair: worker processes do it while this one encodes
     workers = min(2, os.cpu_count() or 1)
@@ -135,6 +138,10 @@ def encode_split(
         }
         if pose:
             encoded["pose"] = pose_latent(batch["densepose"], tuple(encoded["x0"].shape[-2:]))
+        if skin:
+            colour = face_skin_colour(batch["agnostic"], batch["parse"])
+            encoded["skin"] = encode_latents(vae, skin_primed_agnostic(
+                batch["agnostic"], batch["agnostic_mask"], colour))
         for key, value in encoded.items():
             parts.setdefault(key, []).append(value.cpu())
     return {key: torch.cat(values) for key, values in parts.items()}
@@ -147,7 +154,7 @@ def build_model(
     """A fresh try-on UNet and garment adapter for ``variant`` at ``profile``: the UNet starts
     from the inpainting ``base`` weights where given (:mod:`gardiffmini.inpainting_base`),
     else at random; the adapter's own weights always start fresh. ``extra_channels`` more
-    inputs (the recipe's ``pose_input``: :data:`~gardiffmini.pipeline.POSE_CHANNELS`) are
+    inputs (the recipe's person conditions, :func:`extra_input_channels`) are
     appended at zero (:func:`~gardiffmini.models.unet.add_input_channels`), last, so that
     the model starts as the one built without them from the same seed, and computes what it
     does."""
@@ -163,6 +170,18 @@ def build_model(
     if extra_channels:
         add_input_channels(unet, extra_channels)
     return unet, adapter
+
+
+def extra_input_channels(recipe: Recipe, profile: Profile) -> int:
+    """The UNet inputs ``recipe`` adds to ``[x_t, E(I_w), E(I_a)]``: the DensePose's
+    :data:`~gardiffmini.pipeline.POSE_CHANNELS` (``pose_input``) and the skin-primed agnostic
+    latent's ``profile.latent_channels`` (``skin_input``), which must differ so that a saved
+    UNet says which it reads (:func:`~gardiffmini.pipeline.person_inputs`)."""
+    if recipe.skin_input and profile.latent_channels == POSE_CHANNELS:
+        raise ValueError(f"skin_input needs latent_channels != {POSE_CHANNELS} (the DensePose "
+                         f"channels), or a UNet's inputs are ambiguous; profile "
+                         f"{profile.name!r} has {profile.latent_channels}")
+    return POSE_CHANNELS * recipe.pose_input + profile.latent_channels * recipe.skin_input
 
 
 def weights_hash(*models: torch.nn.Module) -> str:
@@ -204,8 +223,9 @@ def diffusion_step_loss(
     turned into the epsilon of the paper's equation first. With probability
     :data:`CONDITION_DROP` a sample loses its garment: the CLIP embedding and the adapter's
     latent are zeroed, and with ``recipe.drop_warped_latent`` the UNet's ``E(I_w)`` too. With
-    ``recipe.pose_input`` the UNet also reads the cached DensePose (``cache["pose"]``), never
-    dropped: it describes the person, as ``E(I_a)`` does.
+    ``recipe.pose_input`` the UNet also reads the cached DensePose (``cache["pose"]``), and with
+    ``recipe.skin_input`` the skin-primed agnostic latent (``cache["skin"]``), never dropped:
+    they describe the person, as ``E(I_a)`` does.
     """
     device = next(unet.parameters()).device
     batch = {key: value[index].to(device) for key, value in cache.items()}
@@ -216,7 +236,8 @@ def diffusion_step_loss(
     tokens = adapter(batch["clip"] * keep[:, None], warped)
     unet_warped = warped if recipe.drop_warped_latent else batch["warped"]
     pose = batch["pose"] if recipe.pose_input else None
-    unet_input = tryon_unet_input(x_t, unet_warped, batch["agnostic"], pose)
+    skin = batch["skin"] if recipe.skin_input else None
+    unet_input = tryon_unet_input(x_t, unet_warped, batch["agnostic"], pose, skin)
     kwargs = {"garment_mask": batch["warped_mask"]} if variant.garment_adapter else None
     prediction = unet(unet_input, timesteps, encoder_hidden_states=tokens,
                       cross_attention_kwargs=kwargs).sample
@@ -272,7 +293,7 @@ def train_variant(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet, adapter = build_model(profile, variant, base,
-                                    POSE_CHANNELS if recipe.pose_input else 0)
+                                    extra_input_channels(recipe, profile))
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
                    run_config(profile, variant, steps, encoders_id, unet.config, recipe)
@@ -283,7 +304,8 @@ def train_variant(
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if not run.finished:
         cache = cached_training_set(root, profile, vae, image_encoder, encoders_id,
-                                    pairs_file, warp, pose=recipe.pose_input)
+                                    pairs_file, warp, pose=recipe.pose_input,
+                                    skin=recipe.skin_input)
         scheduler = noise_scheduler(recipe.prediction_type)
         params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
@@ -326,21 +348,24 @@ def train_variant(
 def cached_training_set(
     root: Path, profile: Profile, vae, image_encoder, encoders_id: str,
     pairs_file: Path | str | None = None, warp: str = "computed", pose: bool = False,
+    skin: bool = False,
 ) -> dict[str, torch.Tensor]:
     """:func:`encode_split` of the training pairs (of ``pairs_file`` where given), their
     garments warped by the protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`),
-    with the DensePose on the latent grid where ``pose`` asks for it, cached on disk next to
-    the runs (a cache without the pose keeps the key it had before the pose existed)."""
+    with the DensePose on the latent grid where ``pose`` asks for it and the skin-primed
+    agnostic latent where ``skin`` does, cached on disk next to the runs (a cache without
+    them keeps the key it had before they existed)."""
     data = data_fingerprint(root, "train", pairs_file)
     key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,
                        "size": profile.image_size, "data": data, "warp": warp}
-                      | ({"pose": True} if pose else {}))
+                      | ({"pose": True} if pose else {}) | ({"skin": True} if skin else {}))
     path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
     if path.exists():
         return load_file(str(path))
     dataset = open_dataset(root, split="train", pairing="paired", size=profile.image_size,
                            pairs_file=pairs_file, warp=warp)
-    cache = encode_split(dataset, vae, image_encoder, desc="caching latents", pose=pose)
+    cache = encode_split(dataset, vae, image_encoder, desc="caching latents", pose=pose,
+                         skin=skin)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path, cache)
     return cache

@@ -47,5 +47,7 @@ def test_recipe_levers_change_only_what_they_name() -> None:
     assert (posed.garment_weight, posed.pose_input) == (1.0, True)
     assert (both.garment_weight, both.pose_input) == (4.0, True)
     assert levers["pose+garment-weight"][0] == "DensePose input, garment weight 4"
+    assert levers["skin"] == ("skin colour input", replace(DEFAULT_RECIPE, skin_input=True))
     for _, recipe in levers.values():  # everything else is the book's recipe
-        assert replace(recipe, garment_weight=1.0, pose_input=False) == DEFAULT_RECIPE
+        assert replace(recipe, garment_weight=1.0, pose_input=False,
+                       skin_input=False) == DEFAULT_RECIPE

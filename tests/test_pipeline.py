@@ -17,6 +17,7 @@ from gardiffmini.pipeline import (
     POSE_CHANNELS,
     GarDiffPipeline,
     encode_latents,
+    person_inputs,
     pose_latent,
     tryon_unet_input,
 )
@@ -272,3 +273,51 @@ def test_a_pose_pipeline_needs_the_densepose_and_samples_with_it(pipe, baseline)
         assert images.shape == (2, 3, HEIGHT, WIDTH) and torch.isfinite(images).all()
     moved = sample(posed, densepose=densepose())
     assert not torch.allclose(moved, sample(posed, densepose=-densepose()))
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (0, (False, False)), (POSE_CHANNELS, (True, False)), (4, (False, True)),
+    (4 + POSE_CHANNELS, (True, True)),
+])
+def test_person_inputs_tells_the_conditions_apart_by_their_count(extra, expected):
+    assert person_inputs(12 + extra, 4) == expected
+    with pytest.raises(ValueError, match="reads no known conditions"):
+        person_inputs(12 + 1, 4)
+
+
+def test_tryon_unet_input_appends_the_skin_after_the_pose():
+    x_t, warped, agnostic = (torch.full((1, 4, 2, 2), v) for v in (0.0, 1.0, 2.0))
+    pose, skin = torch.full((1, POSE_CHANNELS, 2, 2), 3.0), torch.full((1, 4, 2, 2), 4.0)
+    both = tryon_unet_input(x_t, warped, agnostic, pose, skin)
+    assert both.shape == (1, 12 + POSE_CHANNELS + 4, 2, 2)
+    assert both[:, 12:15].eq(3).all() and both[:, 15:].eq(4).all()
+    assert torch.equal(tryon_unet_input(x_t, warped, agnostic, skin=skin)[:, 12:], skin)
+
+
+def test_a_skin_pipeline_needs_the_skin_colour_and_samples_with_it(pipe):
+    skinned = GarDiffPipeline(**{**pipe.components,
+                                 "unet": add_input_channels(copy.deepcopy(pipe.unet), 4)})
+    skinned.set_progress_bar_config(disable=True)
+    assert skinned.needs_skin_colour and not skinned.needs_densepose
+    assert not pipe.needs_skin_colour
+    mask = torch.zeros(1, 1, HEIGHT, WIDTH)
+    mask[:, :, 8:56] = 1
+    colour = torch.tensor([[0.4, 0.1, -0.2]])
+    with pytest.raises(ValueError, match="skin_colour is missing: this UNet was trained with "
+                                         "skin_input"):
+        sample(skinned, agnostic_mask=mask)
+    with pytest.raises(ValueError, match="skin_colour was given, but this UNet has no skin"):
+        sample(pipe, agnostic_mask=mask, skin_colour=colour)
+    with pytest.raises(ValueError, match="skin_colour needs agnostic_mask"):
+        sample(skinned, skin_colour=colour)
+    with pytest.raises(ValueError, match=r"skin_colour must be a tensor of shape \(1, 3\)"):
+        sample(skinned, agnostic_mask=mask, skin_colour=colour[0])
+    with pytest.raises(ValueError, match="skin_colour has values in"):
+        sample(skinned, agnostic_mask=mask, skin_colour=colour * 255)
+    # the new input weights are zero: the skin colour changes nothing until training
+    assert torch.equal(sample(skinned, agnostic_mask=mask, skin_colour=colour),
+                       sample(pipe, agnostic_mask=mask))
+    with torch.no_grad():
+        skinned.unet.conv_in.weight[:, 12:].normal_(generator=torch.Generator().manual_seed(0))
+    moved = sample(skinned, agnostic_mask=mask, skin_colour=colour)
+    assert not torch.allclose(moved, sample(skinned, agnostic_mask=mask, skin_colour=-colour))

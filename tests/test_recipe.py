@@ -160,3 +160,13 @@ def test_pose_input_is_off_by_default_and_left_out_of_the_identity_while_off():
     posed = objective.Recipe(pose_input=True).identity()
     assert posed["pose_input"] is True
     assert {k: v for k, v in posed.items() if k != "pose_input"} == objective.Recipe().identity()
+
+
+def test_skin_input_is_off_by_default_and_left_out_of_the_identity_while_off():
+    assert not objective.DEFAULT_RECIPE.skin_input
+    for recipe in (objective.Recipe(), objective.PAPER_RECIPE,
+                   objective.Recipe(pose_input=True)):
+        assert "skin_input" not in recipe.identity()
+    skinned = objective.Recipe(skin_input=True).identity()
+    assert skinned["skin_input"] is True
+    assert {k: v for k, v in skinned.items() if k != "skin_input"} == objective.Recipe().identity()
