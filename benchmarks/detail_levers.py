@@ -29,6 +29,11 @@ that ``reproduce`` measures):
   agnostic image and warp + paste on that skin-primed image
   (:func:`gardiffmini.baselines.skin_primed`): what the cue gives with no model. The metric
   it is meant to move is ``skin_error_u``.
+- ``skin-agnostic-init``: the same, its skin channels starting with ``E(I_a)``'s weights and
+  ``E(I_a)``'s at zero (the recipe's ``skin_init="agnostic"``): the model starts as the book's
+  would on the skin-primed image, instead of learning to read the new channels from zero.
+- ``pose+skin``: DensePose and the skin colour (with ``E(I_a)``'s weights) at once: the one
+  says where bare arms are, the other what colour.
 - ``pose+garment-weight``: both of the last two at once (on their own, the garment weight
   brought the unpaired detail error to a tie with warp + paste, DensePose moved it by half as
   much, inside the noise).
@@ -70,7 +75,8 @@ REPORTED = ("SSIM", "garment_detail_error", "SSIM_occluded", "SSIM_u", "garment_
 # the metrics a lever is judged on over seeds
 COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u")
 SPACINGS = ("leading", "trailing")
-LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weight", "skin")
+LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weight", "skin",
+          "skin-agnostic-init", "pose+skin")
 SKIN_BASELINES = {"skin-primed agnostic": baselines.agnostic,
                   "warp + paste, skin-primed": baselines.warp_and_paste}
 
@@ -83,7 +89,7 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
     """Every row of one seed: the baselines, then each lever of ``args.levers``."""
     rows = {name: _rounded(score(images, sets, net, root, seed))
             for name, images in baseline_images(vae, sets).items()}
-    if "skin" in args.levers:
+    if {"skin", "skin-agnostic-init", "pose+skin"} & set(args.levers):
         primed = {pairing: baselines.skin_primed(batch) for pairing, batch in sets.items()}
         rows |= {name: _rounded(score({pairing: make(batch).clamp(0, 1)
                                        for pairing, batch in primed.items()},
@@ -126,6 +132,8 @@ def recipe_levers(garment_weight: float) -> dict[str, tuple[str, Recipe]]:
     """The levers that train Base + GFA again with another recipe: name -> (what a row's
     title says of it, the recipe)."""
     weighted = f"garment weight {garment_weight:g}"
+    skinned, skin = ("skin colour input with E(I_a)'s weights",
+                     {"skin_input": True, "skin_init": "agnostic"})
     return {
         "garment-weight": (weighted, replace(DEFAULT_RECIPE, garment_weight=garment_weight)),
         "pose": ("DensePose input", replace(DEFAULT_RECIPE, pose_input=True)),
@@ -133,6 +141,9 @@ def recipe_levers(garment_weight: float) -> dict[str, tuple[str, Recipe]]:
                                 replace(DEFAULT_RECIPE, pose_input=True,
                                         garment_weight=garment_weight)),
         "skin": ("skin colour input", replace(DEFAULT_RECIPE, skin_input=True)),
+        "skin-agnostic-init": (skinned, replace(DEFAULT_RECIPE, **skin)),
+        "pose+skin": (f"DensePose input, {skinned}",
+                      replace(DEFAULT_RECIPE, pose_input=True, **skin)),
     }
 
 

@@ -46,7 +46,10 @@ class Recipe:
       colour, read off the face (:mod:`gardiffmini.skin`), as ``latent_channels`` more input
       channels, after the DensePose's. The agnostic image greys out the arms, so nothing
       near them says what colour bare arms are. Not in the paper (ACGPN's skin colour cue):
-      a lever, off by default.
+      a lever, off by default;
+    - ``skin_init``: how those channels start: ``"zero"``, at zero (the model starts as the
+      one without them); ``"agnostic"``, with ``E(I_a)``'s weights, ``E(I_a)``'s own at
+      zero (the model starts as the one without them would on the skin-primed image).
     """
 
     min_snr_gamma: float | None = 5.0
@@ -57,11 +60,14 @@ class Recipe:
     prediction_type: str = "v_prediction"
     pose_input: bool = False
     skin_input: bool = False
+    skin_init: str = "zero"
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got "
                              f"{self.prediction_type!r}")
+        if self.skin_init not in SKIN_INITS:
+            raise ValueError(f"skin_init must be one of {SKIN_INITS}, got {self.skin_init!r}")
 
     def identity(self) -> dict:
         """The fields for a run's identity: every field, less those added after runs were
@@ -72,10 +78,12 @@ class Recipe:
 
 
 # fields added to Recipe after runs were shipped, with the value that leaves the loss as it was
-LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False, "skin_input": False}
+LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False, "skin_input": False,
+                "skin_init": "zero"}
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+SKIN_INITS = ("zero", "agnostic")
 PAPER_RECIPE = Recipe(min_snr_gamma=None, region_weight=1.0, drop_warped_latent=False,
                       ema_decay=None, prediction_type="epsilon")
 DEFAULT_RECIPE = Recipe()

@@ -37,7 +37,7 @@ from gardiffmini.metrics import label_region
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import start_vae_stream_at_zero
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
-from gardiffmini.models.unet import add_input_channels, make_unet
+from gardiffmini.models.unet import add_input_channels, make_unet, move_input_weights
 from gardiffmini.objective import (
     DEFAULT_RECIPE,
     OFFSET_NOISE,
@@ -149,15 +149,17 @@ def encode_split(
 
 def build_model(
     profile: Profile, variant: Variant, base: dict[str, torch.Tensor] | None = None,
-    extra_channels: int = 0,
+    recipe: Recipe = DEFAULT_RECIPE,
 ) -> tuple[torch.nn.Module, GarmentAdapter]:
     """A fresh try-on UNet and garment adapter for ``variant`` at ``profile``: the UNet starts
     from the inpainting ``base`` weights where given (:mod:`gardiffmini.inpainting_base`),
-    else at random; the adapter's own weights always start fresh. ``extra_channels`` more
-    inputs (the recipe's person conditions, :func:`extra_input_channels`) are
-    appended at zero (:func:`~gardiffmini.models.unet.add_input_channels`), last, so that
-    the model starts as the one built without them from the same seed, and computes what it
-    does."""
+    else at random; the adapter's own weights always start fresh. The inputs of ``recipe``'s
+    person conditions (:func:`extra_input_channels`) are appended at zero
+    (:func:`~gardiffmini.models.unet.add_input_channels`), last, so that the model starts as
+    the one built without them from the same seed, and computes what it does; with
+    ``recipe.skin_init == "agnostic"`` the skin-primed latent then takes over ``E(I_a)``'s
+    weights (:func:`~gardiffmini.models.unet.move_input_weights`), so that the model starts
+    as the one without them would on the skin-primed agnostic image."""
     unet = make_unet(profile)
     if base is not None:
         unet.load_state_dict(base)
@@ -167,8 +169,12 @@ def build_model(
     adapter.install(unet)
     if variant.garment_adapter and variant.vae_stream_from_zero:
         start_vae_stream_at_zero(unet)
-    if extra_channels:
-        add_input_channels(unet, extra_channels)
+    extra = extra_input_channels(recipe, profile)
+    if extra:
+        add_input_channels(unet, extra)
+    if recipe.skin_input and recipe.skin_init == "agnostic":
+        c = profile.latent_channels
+        move_input_weights(unet, source=2 * c, target=unet.config.in_channels - c, count=c)
     return unet, adapter
 
 
@@ -292,8 +298,7 @@ def train_variant(
         progress=progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet, adapter = build_model(profile, variant, base,
-                                    extra_input_channels(recipe, profile))
+        unet, adapter = build_model(profile, variant, base, recipe)
     slug = variant.name.lower().replace(" ", "")
     run = Run.open(f"tryon-{slug}", profile.name, seed,
                    run_config(profile, variant, steps, encoders_id, unet.config, recipe)

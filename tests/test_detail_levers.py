@@ -48,6 +48,9 @@ def test_recipe_levers_change_only_what_they_name() -> None:
     assert (both.garment_weight, both.pose_input) == (4.0, True)
     assert levers["pose+garment-weight"][0] == "DensePose input, garment weight 4"
     assert levers["skin"] == ("skin colour input", replace(DEFAULT_RECIPE, skin_input=True))
+    assert levers["skin-agnostic-init"][1] == replace(DEFAULT_RECIPE, skin_input=True,
+                                                      skin_init="agnostic")
+    assert levers["pose+skin"][1] == replace(levers["skin-agnostic-init"][1], pose_input=True)
     for _, recipe in levers.values():  # everything else is the book's recipe
-        assert replace(recipe, garment_weight=1.0, pose_input=False,
-                       skin_input=False) == DEFAULT_RECIPE
+        assert replace(recipe, garment_weight=1.0, pose_input=False, skin_input=False,
+                       skin_init="zero") == DEFAULT_RECIPE

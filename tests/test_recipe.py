@@ -170,3 +170,12 @@ def test_skin_input_is_off_by_default_and_left_out_of_the_identity_while_off():
     skinned = objective.Recipe(skin_input=True).identity()
     assert skinned["skin_input"] is True
     assert {k: v for k, v in skinned.items() if k != "skin_input"} == objective.Recipe().identity()
+
+
+def test_skin_init_is_checked_and_left_out_of_the_identity_at_zero():
+    with pytest.raises(ValueError, match="skin_init must be one of"):
+        objective.Recipe(skin_input=True, skin_init="ones")
+    zero = objective.Recipe(skin_input=True).identity()
+    assert "skin_init" not in zero
+    moved = objective.Recipe(skin_input=True, skin_init="agnostic").identity()
+    assert moved == zero | {"skin_init": "agnostic"}

@@ -222,7 +222,7 @@ def test_the_pose_model_starts_as_the_model_without_pose(profile, name):
     torch.manual_seed(0)
     plain, plain_adapter = train.build_model(profile, variant)
     torch.manual_seed(0)
-    posed, posed_adapter = train.build_model(profile, variant, extra_channels=POSE_CHANNELS)
+    posed, posed_adapter = train.build_model(profile, variant, recipe=POSE_RECIPE)
     c = 3 * profile.latent_channels
     assert posed.config.in_channels == c + POSE_CHANNELS
     weights, expected = posed.state_dict(), plain.state_dict()
@@ -251,7 +251,7 @@ def test_a_pose_step_gives_a_finite_loss_that_reaches_the_pose_weights(cache, po
                                                                        profile):
     posed, _ = pose_cache
     variant = train.get_variant("base+gfa")
-    unet, adapter = train.build_model(profile, variant, extra_channels=POSE_CHANNELS)
+    unet, adapter = train.build_model(profile, variant, recipe=POSE_RECIPE)
     scheduler, index = objective.noise_scheduler("v_prediction"), torch.tensor([0, 1])
     losses = train.diffusion_step_loss(unet, adapter, posed, index, step_generator(0, 0),
                                        scheduler, variant, recipe=POSE_RECIPE)
@@ -342,8 +342,7 @@ def test_a_skin_step_reaches_the_skin_weights(skin_cache, profile):
     skinned, _ = skin_cache
     variant = train.get_variant("base+gfa")
     recipe = replace(objective.DEFAULT_RECIPE, skin_input=True)
-    unet, adapter = train.build_model(profile, variant,
-                                      extra_channels=train.extra_input_channels(recipe, profile))
+    unet, adapter = train.build_model(profile, variant, recipe=recipe)
     scheduler, index = objective.noise_scheduler("v_prediction"), torch.tensor([0, 1])
     losses = train.diffusion_step_loss(unet, adapter, skinned, index, step_generator(0, 0),
                                        scheduler, variant, recipe=recipe)

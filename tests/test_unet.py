@@ -12,6 +12,7 @@ from gardiffmini.models.unet import (
     add_input_channels,
     load_pretrained_unet,
     make_unet,
+    move_input_weights,
     widen_conv_in,
 )
 from gardiffmini.profiles import get_profile
@@ -155,3 +156,23 @@ def test_added_input_channels_start_at_zero_and_change_nothing(tmp_path):
     assert UNet2DConditionModel.from_pretrained(tmp_path / "posed").config.in_channels == 15
     with pytest.raises(ValueError, match="extra"):
         add_input_channels(unet, 0)
+
+
+def test_moved_input_weights_read_the_target_as_the_source_was_read():
+    unet = widen_conv_in(tiny_inpainting_unet())
+    skinned = move_input_weights(add_input_channels(copy.deepcopy(unet), 4), 8, 12, 4)
+    weight = skinned.conv_in.weight
+    assert weight[:, 8:12].eq(0).all()
+    assert torch.equal(weight[:, 12:], unet.conv_in.weight[:, 8:12])
+    assert torch.equal(weight[:, :8], unet.conv_in.weight[:, :8])
+    x_t, warped, agnostic, tokens = latents(2)
+    primed = torch.rand_like(agnostic)
+    with torch.no_grad():  # the old agnostic input is ignored, the new one read in its place
+        expected = unet(torch.cat([x_t, warped, primed], 1), 7,
+                        encoder_hidden_states=tokens).sample
+        got = skinned(torch.cat([x_t, warped, agnostic, primed], 1), 7,
+                      encoder_hidden_states=tokens).sample
+    # the same products, summed in another order: exactly equal on a Xeon
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit 16 inputs"):
+        move_input_weights(skinned, 8, 13, 4)

@@ -106,6 +106,24 @@ def add_input_channels(unet: UNet2DConditionModel, extra: int) -> UNet2DConditio
     return unet
 
 
+def move_input_weights(unet: UNet2DConditionModel, source: int, target: int,
+                       count: int) -> UNet2DConditionModel:
+    """Move the first convolution's weights of input channels ``source:source+count`` to
+    ``target:target+count``, in place, leaving the source channels at zero: the UNet reads
+    the target channels as it read the source ones, and learns the source ones afresh (how
+    the recipe's ``skin_init="agnostic"`` starts: the skin-primed agnostic latent takes over
+    ``E(I_a)``'s weights)."""
+    weight = unet.conv_in.weight
+    if min(source, target) < 0 or max(source, target) + count > weight.shape[1] or count < 1:
+        raise ValueError(f"move_input_weights: channels {source}:{source + count} -> "
+                         f"{target}:{target + count} do not fit {weight.shape[1]} inputs")
+    with torch.no_grad():
+        moved = weight[:, source:source + count].clone()
+        weight[:, source:source + count] = 0
+        weight[:, target:target + count] = moved
+    return unet
+
+
 def _zero_conv_like(old: torch.nn.Conv2d, in_channels: int) -> torch.nn.Conv2d:
     """A convolution of ``in_channels`` inputs shaped like ``old`` otherwise (outputs, kernel,
     stride, padding, device, dtype), its weights at zero and ``old``'s bias copied."""
