@@ -34,6 +34,8 @@ that ``reproduce`` measures):
   would on the skin-primed image, instead of learning to read the new channels from zero.
 - ``pose+skin``: DensePose and the skin colour (with ``E(I_a)``'s weights) at once: the one
   says where bare arms are, the other what colour.
+- ``pose+skin+garment-weight``: those two and the garment weight, which lowered the detail
+  error at the skin's expense: whether the skin cue pays that expense.
 - ``pose+garment-weight``: both of the last two at once (on their own, the garment weight
   brought the unpaired detail error to a tie with warp + paste, DensePose moved it by half as
   much, inside the noise).
@@ -76,7 +78,7 @@ REPORTED = ("SSIM", "garment_detail_error", "SSIM_occluded", "SSIM_u", "garment_
 COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u")
 SPACINGS = ("leading", "trailing")
 LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weight", "skin",
-          "skin-agnostic-init", "pose+skin")
+          "skin-agnostic-init", "pose+skin", "pose+skin+garment-weight")
 SKIN_BASELINES = {"skin-primed agnostic": baselines.agnostic,
                   "warp + paste, skin-primed": baselines.warp_and_paste}
 
@@ -89,7 +91,7 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
     """Every row of one seed: the baselines, then each lever of ``args.levers``."""
     rows = {name: _rounded(score(images, sets, net, root, seed))
             for name, images in baseline_images(vae, sets).items()}
-    if {"skin", "skin-agnostic-init", "pose+skin"} & set(args.levers):
+    if any(lever.startswith("skin") or "+skin" in lever for lever in args.levers):
         primed = {pairing: baselines.skin_primed(batch) for pairing, batch in sets.items()}
         rows |= {name: _rounded(score({pairing: make(batch).clamp(0, 1)
                                        for pairing, batch in primed.items()},
@@ -144,6 +146,9 @@ def recipe_levers(garment_weight: float) -> dict[str, tuple[str, Recipe]]:
         "skin-agnostic-init": (skinned, replace(DEFAULT_RECIPE, **skin)),
         "pose+skin": (f"DensePose input, {skinned}",
                       replace(DEFAULT_RECIPE, pose_input=True, **skin)),
+        "pose+skin+garment-weight": (f"DensePose input, {skinned}, {weighted}",
+                                     replace(DEFAULT_RECIPE, pose_input=True,
+                                             garment_weight=garment_weight, **skin)),
     }
 
 

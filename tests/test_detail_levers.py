@@ -51,6 +51,8 @@ def test_recipe_levers_change_only_what_they_name() -> None:
     assert levers["skin-agnostic-init"][1] == replace(DEFAULT_RECIPE, skin_input=True,
                                                       skin_init="agnostic")
     assert levers["pose+skin"][1] == replace(levers["skin-agnostic-init"][1], pose_input=True)
+    assert levers["pose+skin+garment-weight"][1] == replace(levers["pose+skin"][1],
+                                                            garment_weight=4.0)
     for _, recipe in levers.values():  # everything else is the book's recipe
         assert replace(recipe, garment_weight=1.0, pose_input=False, skin_input=False,
                        skin_init="zero") == DEFAULT_RECIPE
