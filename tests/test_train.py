@@ -43,10 +43,10 @@ def cache(profile):
     return data, vae
 
 
-@pytest.fixture(scope="module")
-def pose_cache(cache, profile):
-    """The training set cached with the DensePose on the latent grid (the recipe's
-    ``pose_input``), and its dataset's first item."""
+def _condition_cache(profile, **conditions) -> tuple[dict, dict]:
+    """The training set cached with the person conditions ``conditions`` asks for
+    (``pose=True``, ``skin=True``: :func:`gardiffmini.train.cached_training_set`), and its
+    dataset's first item."""
     from gardiffmini.data.datasets import open_dataset
     from gardiffmini.data.toyviton import ensure_toyviton
     from gardiffmini.models.encoders import load_or_train_encoders
@@ -54,25 +54,21 @@ def pose_cache(cache, profile):
     root = ensure_toyviton(profile, progress=False)
     vae, image_encoder = load_or_train_encoders(profile, progress=False)
     data = train.cached_training_set(root, profile, vae, image_encoder,
-                                     train.weights_hash(vae, image_encoder), pose=True)
+                                     train.weights_hash(vae, image_encoder), **conditions)
     first = open_dataset(root, split="train", pairing="paired", size=profile.image_size)[0]
     return data, first
+
+
+@pytest.fixture(scope="module")
+def pose_cache(cache, profile):
+    """With the DensePose on the latent grid (the recipe's ``pose_input``)."""
+    return _condition_cache(profile, pose=True)
 
 
 @pytest.fixture(scope="module")
 def skin_cache(cache, profile):
-    """The training set cached with the skin-primed agnostic latent (the recipe's
-    ``skin_input``), and its dataset's first item."""
-    from gardiffmini.data.datasets import open_dataset
-    from gardiffmini.data.toyviton import ensure_toyviton
-    from gardiffmini.models.encoders import load_or_train_encoders
-
-    root = ensure_toyviton(profile, progress=False)
-    vae, image_encoder = load_or_train_encoders(profile, progress=False)
-    data = train.cached_training_set(root, profile, vae, image_encoder,
-                                     train.weights_hash(vae, image_encoder), skin=True)
-    first = open_dataset(root, split="train", pairing="paired", size=profile.image_size)[0]
-    return data, first
+    """With the skin-primed agnostic latent (the recipe's ``skin_input``)."""
+    return _condition_cache(profile, skin=True)
 
 
 CACHED_KEYS = {"x0", "warped", "agnostic", "clip", "warped_mask", "agnostic_mask",
@@ -204,12 +200,16 @@ def test_the_cache_without_pose_keeps_its_keys_and_file(cache, profile):
     assert (runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors").is_file()
 
 
-def test_the_pose_cache_adds_the_densepose_on_the_latent_grid(cache, pose_cache, profile):
-    data, _ = cache
-    posed, first = pose_cache
-    assert set(posed) == CACHED_KEYS | {"pose"}
+def _assert_cache_adds_only(plain: dict, cached: dict, added: str) -> None:
+    """``cached`` holds ``plain``'s tensors unchanged, and ``added`` besides."""
+    assert set(cached) == CACHED_KEYS | {added}
     for key in CACHED_KEYS:
-        assert torch.equal(posed[key], data[key]), key
+        assert torch.equal(cached[key], plain[key]), key
+
+
+def test_the_pose_cache_adds_the_densepose_on_the_latent_grid(cache, pose_cache, profile):
+    posed, first = pose_cache
+    _assert_cache_adds_only(cache[0], posed, "pose")
     h, w = profile.latent_size
     assert posed["pose"].shape == (TINY["n_train"], POSE_CHANNELS, h, w)
     assert posed["pose"].min() >= -1 and posed["pose"].max() <= 1
@@ -247,18 +247,24 @@ def test_the_pose_model_starts_as_the_model_without_pose(profile, name):
     assert torch.equal(got.sample, want.sample)
 
 
+def _assert_step_reaches_the_new_inputs(profile, variant, cached: dict, recipe) -> None:
+    """One training step of ``recipe`` on ``cached`` gives a finite loss whose gradient
+    reaches the input weights the recipe's person conditions add."""
+    unet, adapter = train.build_model(profile, variant, recipe=recipe)
+    scheduler, index = objective.noise_scheduler("v_prediction"), torch.tensor([0, 1])
+    losses = train.diffusion_step_loss(unet, adapter, cached, index, step_generator(0, 0),
+                                       scheduler, variant, recipe=recipe)
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert unet.conv_in.weight.grad[:, 3 * profile.latent_channels:].abs().sum() > 0
+
+
 def test_a_pose_step_gives_a_finite_loss_that_reaches_the_pose_weights(cache, pose_cache,
                                                                        profile):
     posed, _ = pose_cache
     variant = train.get_variant("base+gfa")
-    unet, adapter = train.build_model(profile, variant, recipe=POSE_RECIPE)
+    _assert_step_reaches_the_new_inputs(profile, variant, posed, POSE_RECIPE)
     scheduler, index = objective.noise_scheduler("v_prediction"), torch.tensor([0, 1])
-    losses = train.diffusion_step_loss(unet, adapter, posed, index, step_generator(0, 0),
-                                       scheduler, variant, recipe=POSE_RECIPE)
-    assert torch.isfinite(losses["loss"])
-    losses["loss"].backward()
-    pose_grad = unet.conv_in.weight.grad[:, 3 * profile.latent_channels:]
-    assert pose_grad.abs().sum() > 0
     # the default recipe ignores a cached pose: the loss is the plain cache's
     torch.manual_seed(0)
     plain_unet, plain_adapter = train.build_model(profile, variant)
@@ -324,9 +330,7 @@ def test_the_skin_cache_adds_the_skin_primed_agnostic_latent(cache, skin_cache, 
 
     data, vae = cache
     skinned, first = skin_cache
-    assert set(skinned) == CACHED_KEYS | {"skin"}
-    for key in CACHED_KEYS:
-        assert torch.equal(skinned[key], data[key]), key
+    _assert_cache_adds_only(data, skinned, "skin")
     assert skinned["skin"].shape == data["agnostic"].shape
     colour = face_skin_colour(first["agnostic"][None], first["parse"][None])
     primed = skin_primed_agnostic(first["agnostic"][None], first["agnostic_mask"][None], colour)
@@ -340,15 +344,8 @@ def test_the_skin_cache_adds_the_skin_primed_agnostic_latent(cache, skin_cache, 
 
 def test_a_skin_step_reaches_the_skin_weights(skin_cache, profile):
     skinned, _ = skin_cache
-    variant = train.get_variant("base+gfa")
-    recipe = replace(objective.DEFAULT_RECIPE, skin_input=True)
-    unet, adapter = train.build_model(profile, variant, recipe=recipe)
-    scheduler, index = objective.noise_scheduler("v_prediction"), torch.tensor([0, 1])
-    losses = train.diffusion_step_loss(unet, adapter, skinned, index, step_generator(0, 0),
-                                       scheduler, variant, recipe=recipe)
-    assert torch.isfinite(losses["loss"])
-    losses["loss"].backward()
-    assert unet.conv_in.weight.grad[:, 3 * profile.latent_channels:].abs().sum() > 0
+    _assert_step_reaches_the_new_inputs(profile, train.get_variant("base+gfa"), skinned,
+                                        replace(objective.DEFAULT_RECIPE, skin_input=True))
 
 
 def test_a_skin_run_trains_and_samples_with_the_face_colour(skin_cache, profile):
