@@ -91,7 +91,8 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
     """Every row of one seed: the baselines, then each lever of ``args.levers``."""
     rows = {name: _rounded(score(images, sets, net, root, seed))
             for name, images in baseline_images(vae, sets).items()}
-    if any(lever.startswith("skin") or "+skin" in lever for lever in args.levers):
+    recipes = recipe_levers(args.garment_weight)
+    if any(recipes[lever][1].skin_input for lever in args.levers if lever in recipes):
         primed = {pairing: baselines.skin_primed(batch) for pairing, batch in sets.items()}
         rows |= {name: _rounded(score({pairing: make(batch).clamp(0, 1)
                                        for pairing, batch in primed.items()},
@@ -123,7 +124,7 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
         evaluate(f"Base + GFA, {args.spacing} spacing", gfa, args.spacing)
         evaluate(f"Base + GFA, VAE stream from zero, {args.spacing} spacing",
                  replace(gfa, vae_stream_from_zero=True), args.spacing)
-    for lever, (what, recipe) in recipe_levers(args.garment_weight).items():
+    for lever, (what, recipe) in recipes.items():
         if lever in args.levers:
             evaluate(f"Base + GFA, {args.spacing} spacing", gfa, args.spacing)
             evaluate(f"Base + GFA, {what}, {args.spacing} spacing", gfa, args.spacing, recipe)

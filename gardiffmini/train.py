@@ -26,6 +26,7 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from gardiffmini.baselines import skin_primed
 from gardiffmini.data.datasets import open_dataset
 from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.layout import GARMENT_LABELS
@@ -68,7 +69,6 @@ from gardiffmini.runs import (
     step_generator,
     warmup_schedule,
 )
-from gardiffmini.skin import face_skin_colour, skin_primed_agnostic
 
 CONDITION_DROP = 0.05  # the paper drops the garment conditions with p = 0.05 (for CFG)
 
@@ -118,7 +118,7 @@ def encode_split(
     ``pose``, the person's DensePose on the latent grid too (``"pose"``,
     :func:`~gardiffmini.pipeline.pose_latent`, for the recipe's ``pose_input``); with
     ``skin``, ``E`` of the agnostic image painted in the person's skin colour (``"skin"``,
-    :mod:`gardiffmini.skin`, for its ``skin_input``).
+    :func:`~gardiffmini.baselines.skin_primed`, for its ``skin_input``).
     """
     # the computed warp is numpy work per pair: worker processes do it while this one encodes
     workers = min(2, os.cpu_count() or 1)
@@ -139,9 +139,7 @@ def encode_split(
         if pose:
             encoded["pose"] = pose_latent(batch["densepose"], tuple(encoded["x0"].shape[-2:]))
         if skin:
-            colour = face_skin_colour(batch["agnostic"], batch["parse"])
-            encoded["skin"] = encode_latents(vae, skin_primed_agnostic(
-                batch["agnostic"], batch["agnostic_mask"], colour))
+            encoded["skin"] = encode_latents(vae, skin_primed(batch)["agnostic"])
         for key, value in encoded.items():
             parts.setdefault(key, []).append(value.cpu())
     return {key: torch.cat(values) for key, values in parts.items()}
