@@ -24,12 +24,15 @@ def scoring_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def scored_sets(profile_name: str) -> tuple[Profile, Path, dict, ToyVitonFeatureNet | None]:
-    """The profile, its ToyVITON (made if missing), the book's test sets and the attribute
-    network, as the book's evaluation (:mod:`gardiffmini.evaluate`) uses them."""
+def scored_sets(profile_name: str, warp: str = "computed"
+                ) -> tuple[Profile, Path, dict, ToyVitonFeatureNet | None]:
+    """The profile, its ToyVITON (made if missing), the book's test sets (their garments
+    warped by the protocol ``warp``) and the attribute network, as the book's evaluation
+    (:mod:`gardiffmini.evaluate`) uses them."""
     profile = get_profile(profile_name)
     root = ensure_toyviton(profile)
-    return profile, root, evaluation_sets(root, profile), attribute_network(profile, root)
+    return (profile, root, evaluation_sets(root, profile, warp=warp),
+            attribute_network(profile, root))
 
 
 def write_record(out: Path, record: dict, profile: Profile, seeds: list[int],

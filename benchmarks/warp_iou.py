@@ -8,6 +8,16 @@ arms not drawn over it)::
     python benchmarks/warp_iou.py --profile cpu --n-test 200 --root /tmp/toyviton-warp
 
 The data set is generated under ``--root`` if it is not there yet.
+
+With ``--arms``, the warp whose torso lies behind the arms drawn from the keypoints
+(:mod:`gardiffmini.data.arms`) is set beside the plain one, at each ``--arm-radius`` and
+``--hand-reach`` given (in shoulder widths), on what a try-on shows rather than on ToyVITON's
+warp (which keeps the garment under the arms): the IoU of ``m_w`` with the visible garment
+(the garment labels of the photo, paired, and of the rendered truth, unpaired), and the
+share of the skin an unpaired garment bares (:func:`gardiffmini.metrics.newly_bared_skin`)
+that lies under ``m_w``::
+
+    python benchmarks/warp_iou.py --arms --arm-radius 0.1 0.12 0.14 --hand-reach 0 0.2
 """
 
 from __future__ import annotations
@@ -20,6 +30,9 @@ from collections import defaultdict
 import torch
 from tqdm.auto import tqdm
 
+from gardiffmini import metrics
+from gardiffmini.data import arms
+from gardiffmini.data.layout import GARMENT_LABELS
 from gardiffmini.data.toyviton import generate
 from gardiffmini.data.vitonhd import VitonHD
 from gardiffmini.data.warp import warp_garment
@@ -41,15 +54,54 @@ def warp_ious(data: VitonHD) -> list[float]:
     return ious
 
 
+def visible_garment_ious(root, profile, warp: str) -> dict[str, float]:
+    """Mean IoU of ``m_w`` (loader ``warp``) with the visible garment, paired and unpaired,
+    and the share of the newly bared skin under ``m_w`` (pooled over the unpaired pairs)."""
+    ious: dict[str, list[float]] = {}
+    under = bared = 0
+    for pairing in ("paired", "unpaired"):
+        data = VitonHD(root, "test", pairing, size=profile, warp=warp)
+        for sample in tqdm(data, desc=f"{warp} {pairing}", unit="pair"):
+            visible = metrics.label_region(sample["truth_parse"][None], GARMENT_LABELS)[0]
+            ious.setdefault(pairing, []).append(mask_iou(sample["warped_mask"], visible))
+            if pairing == "unpaired":
+                skin = metrics.newly_bared_skin(sample["parse"][None], sample["truth_parse"][None])
+                under += int((skin[0].bool() & (sample["warped_mask"] > 0.5)).sum())
+                bared += int(skin.sum())
+    return {f"IoU visible {pairing}": statistics.mean(values) for pairing, values in ious.items()
+            } | {"skin under m_w": under / max(bared, 1)}
+
+
+def arms_table(root, profile, radii: list[float], reaches: list[float]) -> None:
+    """Print :func:`visible_garment_ious` of the plain warp and of the carved one at every
+    arm radius and hand reach."""
+    rows = {"plain": visible_garment_ious(root, profile, "tps")}
+    for radius in radii:
+        for reach in reaches:
+            arms.ARM_RADIUS, arms.HAND_REACH = radius, reach
+            rows[f"arms r={radius:g} hand={reach:g}"] = visible_garment_ious(root, profile,
+                                                                             "tps-arms")
+    for title, numbers in rows.items():
+        print(f"  {title:<24}" + "  ".join(f"{k} {v:.3f}" for k, v in numbers.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default="/tmp/toyviton-warp")
+    parser.add_argument("--arms", action="store_true",
+                        help="the warp behind the arms against the visible garment")
+    parser.add_argument("--arm-radius", type=float, nargs="+", default=[arms.ARM_RADIUS])
+    parser.add_argument("--hand-reach", type=float, nargs="+", default=[arms.HAND_REACH])
     args = parser.parse_args()
     profile = get_profile(args.profile)
     root = generate(args.root, profile, seed=args.seed, n_train=0, n_test=args.n_test)
+    if args.arms:
+        print(f"Warp vs the visible garment, {args.profile} profile, {args.n_test} test pairs")
+        arms_table(root, profile, args.arm_radius, args.hand_reach)
+        return
     data = VitonHD(root, "test", "paired", size=profile, warp="given")
     ious = warp_ious(data)
     attributes = json.loads((root / "test" / "cloth-attributes.json").read_text())

@@ -195,7 +195,8 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 WARP_HELP = ("the warped garment: computed (TPS torso, sleeves along the arms: what real data "
-             "has) or oracle (ToyVITON's exact warp)")
+             "has), carved (the same, its torso behind the arms drawn from the keypoints) or "
+             "oracle (ToyVITON's exact warp)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -189,6 +189,9 @@ def test_a_category_folder_is_a_data_root(dresscode):
     with pytest.raises(VitonHDLayoutError, match="is a DressCode root: expected one category "
                        "folder"):
         open_dataset(dresscode, "train")
+    for warp in ("oracle", "carved"):
+        with pytest.raises(ValueError, match=f"no '{warp}' warp"):
+            open_dataset(folder, "test", warp=warp)
     before = data_fingerprint(folder, "train")
     Image.new("RGB", (WIDTH, HEIGHT)).save(folder / "images" / f"{NAMES[-1]}_1.jpg")
     assert data_fingerprint(folder, "train") != before

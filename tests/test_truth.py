@@ -94,11 +94,12 @@ def test_paired_truth_is_the_photo_and_a_release_has_no_unpaired_truth(
 
 
 def test_the_warp_protocols(toy: Path, release_root: Path) -> None:
-    assert WARPS == ("computed", "oracle")
+    assert WARPS == ("computed", "carved", "oracle")
     assert is_toyviton(toy) and not is_toyviton(release_root)
     assert loader_warp(toy, "computed") == "tps"  # ToyVITON's cloth-warp is the oracle
     assert loader_warp(release_root, "computed") == "auto"  # a release's are computed ones
     assert loader_warp(toy, "oracle") == "given"
+    assert loader_warp(toy, "carved") == loader_warp(release_root, "carved") == "tps-arms"
     with pytest.raises(ValueError, match="warp must be one of"):
         loader_warp(toy, "exact")
     computed = open_dataset(toy, "test", "unpaired", size=CI.image_size)

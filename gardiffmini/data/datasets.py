@@ -17,6 +17,10 @@ Which warped garment ``I_w`` a model is given is the *warp protocol* (:data:`WAR
   garment and the keypoints, never read from ``cloth-warp/``, which holds ToyVITON's exact
   warp; elsewhere the warps written in ``cloth-warp/`` (by ``python -m gardiffmini warp`` or
   your own warping module) are read, and computed where none is written.
+- ``"carved"``: the computed warp with the person's arms, drawn from the keypoints, taken out
+  of its torso (:mod:`gardiffmini.data.arms`: the arms are in front of the garment), so that
+  the model is not handed garment where an arm shows. Always computed, never read from
+  ``cloth-warp/``; VITON-HD layout only.
 - ``"oracle"``: ToyVITON's exact warp (the garment as it lies on the body, arms left out),
   which no real data set has: every pair's ``cloth-warp/`` file is required.
 """
@@ -32,7 +36,7 @@ from gardiffmini.data.toyviton import METADATA_FILE as TOYVITON_RECORD
 from gardiffmini.data.vitonhd import VitonHD, check_layout
 from gardiffmini.profiles import Profile
 
-WARPS = ("computed", "oracle")
+WARPS = ("computed", "carved", "oracle")
 
 
 def is_toyviton(root: Path | str) -> bool:
@@ -47,6 +51,8 @@ def loader_warp(root: Path | str, warp: str) -> str:
         raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
     if warp == "oracle":
         return "given"
+    if warp == "carved":
+        return "tps-arms"
     return "tps" if is_toyviton(root) else "auto"
 
 
@@ -85,8 +91,9 @@ def open_dataset(
     as :class:`~gardiffmini.data.dresscode.DressCode` says and has no oracle)."""
     root = Path(root)
     if layout_of(root) == "dresscode":
-        if warp == "oracle":
-            raise ValueError(f"{root}: DressCode has no exact warps; use warp='computed'")
+        if warp != "computed":
+            raise ValueError(f"{root}: DressCode has its written or computed warps only "
+                             f"(no {warp!r} warp); use warp='computed'")
         return DressCode(root.parent, split, pairing, categories=root.name, size=size,
                          pairs_file=pairs_file)
     return VitonHD(root, split, pairing, size=size, pairs_file=pairs_file,

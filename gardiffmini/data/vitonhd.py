@@ -75,6 +75,7 @@ FIELDS = {
     "warped_mask": ("cloth-warp-mask", "mask"),
 }
 WARP_KEYS = ("warped_cloth", "warped_mask")
+LOADER_WARPS = ("given", "tps", "tps-arms", "auto")
 # ToyVITON's unpaired truth (sample key -> folder, kind), beside the layout
 TRUTH_FIELDS = {
     "truth": ("image-tryon", "image"),
@@ -211,8 +212,10 @@ class VitonHD(Dataset):
             pair's own size.
         pairs_file: a pair file other than the layout's default for ``split`` and ``pairing``
             (a path, or a name inside ``root``).
-        warp: ``"given"`` (``cloth-warp/``, required), ``"tps"`` (always the TPS warp) or
-            ``"auto"`` (``cloth-warp/`` where it applies, else TPS).
+        warp: ``"given"`` (``cloth-warp/``, required), ``"tps"`` (always the TPS warp),
+            ``"tps-arms"`` (always the TPS warp, its torso behind the arms drawn from the
+            keypoints: :mod:`gardiffmini.data.arms`) or ``"auto"`` (``cloth-warp/`` where it
+            applies, else TPS).
         check_images: fully decode every file and check every mask and JSON when built;
             by default only headers are read (and the first pair is decoded in full).
     """
@@ -231,8 +234,8 @@ class VitonHD(Dataset):
             raise ValueError(f"split must be one of {layout.SPLITS}, got {split!r}")
         if pairing not in ("paired", "unpaired"):
             raise ValueError(f"pairing must be 'paired' or 'unpaired', got {pairing!r}")
-        if warp not in ("given", "tps", "auto"):
-            raise ValueError(f"warp must be 'given', 'tps' or 'auto', got {warp!r}")
+        if warp not in LOADER_WARPS:
+            raise ValueError(f"warp must be one of {LOADER_WARPS}, got {warp!r}")
         self.root = Path(root)
         self.split = split
         self.pairing = pairing
@@ -275,7 +278,7 @@ class VitonHD(Dataset):
                 for key, (folder, _) in TRUTH_FIELDS.items()}
 
     def _uses_given_warp(self, pair: Pair) -> bool:
-        if self.warp == "tps":
+        if self.warp in ("tps", "tps-arms"):
             return False
         missing = [path for path in self._warp_paths(pair).values() if not path.is_file()]
         if missing and self.warp == "given":
@@ -367,7 +370,8 @@ class VitonHD(Dataset):
         sample["keypoints"] = keypoints
         if not self.given_warp[index]:
             try:
-                warped, mask = warp_garment(sample["cloth"], sample["cloth_mask"], keypoints)
+                warped, mask = warp_garment(sample["cloth"], sample["cloth_mask"], keypoints,
+                                            arms_in_front=self.warp == "tps-arms")
             except ValueError as error:
                 raise VitonHDLayoutError(
                     f"cannot warp {paths['cloth']} onto {self._keypoints_path(index)}: {error}"

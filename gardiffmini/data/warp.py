@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from gardiffmini.data.arms import arm_mask, arm_polyline
 from gardiffmini.data.grids import normalised, pixel_grid
 from gardiffmini.data.layout import KEYPOINT
 from gardiffmini.data.sleeves import arm_length_of, garment_sleeves, sleeve_grid, visible_sleeves
@@ -273,18 +274,6 @@ def _along(polyline: list[torch.Tensor], length: torch.Tensor) -> torch.Tensor:
     return polyline[-1]
 
 
-def arm_polyline(keypoints: torch.Tensor, side: str) -> torch.Tensor:
-    """Shoulder, elbow, wrist of one ``side`` (``"R"``, ``"L"``) of BODY_25 ``keypoints``,
-    skipping undetected joints, (M + 1, 2); with neither elbow nor wrist, the arm hangs one
-    pixel down the torso axis (``Neck -> MidHip``) from the shoulder."""
-    joints = [f"{side}Shoulder", f"{side}Elbow", f"{side}Wrist"]
-    arm = [keypoints[KEYPOINT[j], :2].float() for j in joints if keypoints[KEYPOINT[j], 2] > 0]
-    if len(arm) == 1:
-        torso = (keypoints[KEYPOINT["MidHip"], :2] - keypoints[KEYPOINT["Neck"], :2]).float()
-        arm.append(arm[0] + torso / torso.norm().clamp_min(1e-6))
-    return torch.stack(arm)
-
-
 def person_landmarks(keypoints: torch.Tensor, garment: torch.Tensor) -> torch.Tensor:
     """The garment's landmarks placed on the person, from BODY_25 ``keypoints`` (25, 3).
 
@@ -366,9 +355,10 @@ def _read(image: torch.Tensor, mask: torch.Tensor, grid: torch.Tensor
 
 
 def _warp_one(cloth: torch.Tensor, cloth_mask: torch.Tensor, keypoints: torch.Tensor,
-              regularization: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`warp_garment` of one garment: the torso by TPS, each sleeve laid over it along
-    its arm (:mod:`gardiffmini.data.sleeves`); the image and the boolean mask (1, H, W)."""
+              regularization: float, arms_in_front: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`warp_garment` of one garment: the torso by TPS (behind the arms where
+    ``arms_in_front``), each sleeve laid over it along its arm
+    (:mod:`gardiffmini.data.sleeves`); the image and the boolean mask (1, H, W)."""
     height, width = cloth.shape[-2:]
     mask = _single_mask(cloth_mask)
     garment, visible, torso = _garment_geometry(mask)
@@ -376,6 +366,8 @@ def _warp_one(cloth: torch.Tensor, cloth_mask: torch.Tensor, keypoints: torch.Te
     spline = tps_fit(*_distinct(person, garment), regularization)
     warped, warped_mask = _read(cloth, torso, tps_grid(spline, height, width,
                                                        grid_step(height, width)))
+    if arms_in_front:
+        warped_mask = warped_mask & ~arm_mask(keypoints, height, width)
     shoulders = {"garment": float((garment[2] - garment[1]).norm()),
                  "person": float((person[2] - person[1]).norm())}
     for side, sleeve in garment_sleeves(visible, garment).items():
@@ -393,6 +385,7 @@ def warp_garment(
     keypoints: torch.Tensor,
     smoothing: float | None = None,
     background: float = 1.0,
+    arms_in_front: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp the in-shop garment onto the person: ``I_w, m_w``.
 
@@ -424,7 +417,7 @@ def warp_garment(
                          "confidence), an undetected keypoint being (0, 0, 0)")
     height, width = cloth.shape[-2:]
     regularization = (SMOOTHING if smoothing is None else smoothing) * height * width
-    parts = [_warp_one(*item, regularization)
+    parts = [_warp_one(*item, regularization, arms_in_front)
              for item in zip(cloth, cloth_mask, keypoints, strict=True)]
     warped = torch.stack([image for image, _ in parts])
     warped_mask = torch.stack([mask for _, mask in parts]).to(cloth.dtype)
