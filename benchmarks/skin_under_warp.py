@@ -8,7 +8,8 @@ garment bares that the person's own garment covered. Where the computed warp's m
 lies over that skin, the model is handed garment where the truth has skin. This splits the
 error of every model row of the given lever records (:mod:`detail_levers`, every seed: the
 images of each row's cached evaluation, found in its run folder by its numbers), and of the
-baselines, into the pixels under ``m_w`` and those beside it. Errors are pooled over the
+baselines, into the pixels under ``m_w`` and those beside it (``--warp carved``: the mask of the
+carved warp, for records measured on it). Errors are pooled over the
 pixels of all pairs (``metrics.skin_error`` averages per pair first, so its numbers differ
 slightly). Nothing is trained or sampled.
 """
@@ -49,12 +50,26 @@ def evaluation_images(row: dict) -> torch.Tensor:
     return load_file(str(found[0].with_suffix(".safetensors")))["unpaired"]
 
 
+def read_records(paths: list[Path], warp: str) -> dict[Path, dict]:
+    """The lever records at ``paths``, each checked to have been measured on the warp
+    protocol ``warp`` (an error naming the file otherwise)."""
+    records = {path: json.loads(path.read_text()) for path in paths}
+    for path, record in records.items():
+        if not record["protocol"].startswith(f"{warp} warp"):
+            raise ValueError(f"{path} was measured on {record['protocol']!r}, not on the "
+                             f"{warp} warp: pass --warp to match")
+    return records
+
+
 def main() -> None:
     parser = scoring_parser(__doc__)
     parser.add_argument("--records", type=Path, nargs="+", required=True)
+    parser.add_argument("--warp", choices=("computed", "carved"), default="computed",
+                        help="the warp protocol the records were measured on")
     args = parser.parse_args()
     started = time.perf_counter()
-    profile, _, sets, _ = scored_sets(args.profile)
+    records = read_records(args.records, args.warp)
+    profile, _, sets, _ = scored_sets(args.profile, args.warp)
     unpaired = sets["unpaired"]
     truth = unpaired["truth"].add(1).div(2)
     skin = metrics.newly_bared_skin(unpaired["parse"], unpaired["truth_parse"]).bool()[:, 0]
@@ -65,8 +80,7 @@ def main() -> None:
             baselines.warp_and_paste(baselines.skin_primed(unpaired)), truth, skin, under),
     }
     seeds: set[int] = set()
-    for record_path in args.records:
-        record = json.loads(record_path.read_text())
+    for record in records.values():
         for seed, seed_rows in record["per_seed"].items():
             seeds.add(int(seed))
             for title, row in seed_rows.items():
@@ -77,7 +91,8 @@ def main() -> None:
         if all(key.startswith("seed") for key in per_seed):
             per_seed["mean"] = {part: sum(s[part] for s in per_seed.values()) / len(per_seed)
                                 for part in ("all", "under_warp", "beside_warp")}
-    record = {"profile": profile.name, "records": [str(path) for path in args.records],
+    record = {"profile": profile.name, "warp": args.warp,
+              "records": [str(path) for path in args.records],
               "skin_pixels": int(skin.sum()),
               "share_under_warp": (skin & under).sum().item() / skin.sum().item(),
               "rows": rows}

@@ -9,7 +9,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from skin_under_warp import evaluation_images, split_error  # noqa: E402
+from skin_under_warp import evaluation_images, read_records, split_error  # noqa: E402
 
 
 def test_split_error_by_hand():
@@ -52,3 +52,12 @@ def test_evaluation_images_are_those_of_the_evaluation_with_the_record_s_numbers
                   str(folder / f"evaluation-{name}.safetensors"))
     row = {"run": folder.name, "SSIM": 0.8123, "SSIM_u": 0.8, "skin_error_u": 0.2}
     assert evaluation_images(row).eq(0.81234).all()
+
+
+def test_records_of_another_warp_are_refused_by_name(tmp_path):
+    computed, carved = tmp_path / "computed.json", tmp_path / "carved.json"
+    for path, warp in ((computed, "computed"), (carved, "carved")):
+        path.write_text(json.dumps({"protocol": f"{warp} warp in training and at test"}))
+    assert list(read_records([carved], "carved")) == [carved]
+    with pytest.raises(ValueError, match=r"computed\.json was measured on 'computed warp"):
+        read_records([carved, computed], "carved")
