@@ -25,9 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
+from scoring import write_record
 from tqdm.auto import tqdm
 
 from gardiffmini import metrics
@@ -72,17 +75,22 @@ def visible_garment_ious(root, profile, warp: str) -> dict[str, float]:
             } | {"skin under m_w": under / max(bared, 1)}
 
 
-def arms_table(root, profile, radii: list[float], reaches: list[float]) -> None:
-    """Print :func:`visible_garment_ious` of the plain warp and of the carved one at every
-    arm radius and hand reach."""
+def arms_table(root, profile, radii: list[float], reaches: list[float]) -> dict[str, dict]:
+    """Print and return :func:`visible_garment_ious` of the plain warp and of the carved one
+    at every arm radius and hand reach."""
     rows = {"plain": visible_garment_ious(root, profile, "tps")}
-    for radius in radii:
-        for reach in reaches:
-            arms.ARM_RADIUS, arms.HAND_REACH = radius, reach
-            rows[f"arms r={radius:g} hand={reach:g}"] = visible_garment_ious(root, profile,
-                                                                             "tps-arms")
+    chosen = arms.ARM_RADIUS, arms.HAND_REACH
+    try:
+        for radius in radii:
+            for reach in reaches:
+                arms.ARM_RADIUS, arms.HAND_REACH = radius, reach
+                rows[f"arms r={radius:g} hand={reach:g}"] = visible_garment_ious(
+                    root, profile, "tps-arms")
+    finally:
+        arms.ARM_RADIUS, arms.HAND_REACH = chosen
     for title, numbers in rows.items():
         print(f"  {title:<24}" + "  ".join(f"{k} {v:.3f}" for k, v in numbers.items()))
+    return rows
 
 
 def main() -> None:
@@ -95,12 +103,19 @@ def main() -> None:
                         help="the warp behind the arms against the visible garment")
     parser.add_argument("--arm-radius", type=float, nargs="+", default=[arms.ARM_RADIUS])
     parser.add_argument("--hand-reach", type=float, nargs="+", default=[arms.HAND_REACH])
+    parser.add_argument("--out", type=Path, help="with --arms: write the table as JSON here")
     args = parser.parse_args()
+    started = time.perf_counter()
     profile = get_profile(args.profile)
     root = generate(args.root, profile, seed=args.seed, n_train=0, n_test=args.n_test)
     if args.arms:
         print(f"Warp vs the visible garment, {args.profile} profile, {args.n_test} test pairs")
-        arms_table(root, profile, args.arm_radius, args.hand_reach)
+        rows = arms_table(root, profile, args.arm_radius, args.hand_reach)
+        if args.out:
+            record = {"profile": profile.name, "n_test": args.n_test, "data_seed": args.seed,
+                      "library's": {"arm_radius": arms.ARM_RADIUS, "hand_reach": arms.HAND_REACH},
+                      "rows": rows}
+            write_record(args.out, record, profile, [args.seed], started)
         return
     data = VitonHD(root, "test", "paired", size=profile, warp="given")
     ious = warp_ious(data)
