@@ -45,6 +45,10 @@ whose torso lies behind the arms drawn from the keypoints (:mod:`gardiffmini.dat
 instead of the book's computed warp: the book's Base + GFA is trained again on it, and the
 levers are judged against that.
 
+``--appearance-loss`` trains Base + GFA + AL (the book's lambda) with each recipe lever's
+recipe too, and judges it against Base + GFA with the same recipe: the appearance loss
+against its own base, on that recipe.
+
 Evaluations go through :func:`gardiffmini.evaluate.cached_evaluation`, so the book's own
 (leading spacing) is reused where ``reproduce`` made it. Writes every number, the wall time
 of each evaluation (``cached``: reused) and provenance to ``--out``.
@@ -84,6 +88,7 @@ COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", 
 SPACINGS = ("leading", "trailing")
 LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weight", "skin",
           "skin-agnostic-init", "pose+skin", "pose+skin+garment-weight")
+AL_PREFIX = "Base + GFA + AL, "  # the rows of --appearance-loss
 SKIN_BASELINES = {"skin-primed agnostic": baselines.agnostic,
                   "warp + paste, skin-primed": baselines.warp_and_paste}
 
@@ -134,6 +139,9 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
         if lever in args.levers:
             evaluate(f"Base + GFA, {args.spacing} spacing", gfa, args.spacing)
             evaluate(f"Base + GFA, {what}, {args.spacing} spacing", gfa, args.spacing, recipe)
+            if args.appearance_loss:
+                evaluate(f"{AL_PREFIX}{what}, {args.spacing} spacing", VARIANTS["base+gfa+al"],
+                         args.spacing, recipe)
     return rows
 
 
@@ -160,17 +168,25 @@ def recipe_levers(garment_weight: float) -> dict[str, tuple[str, Recipe]]:
 
 
 def verdicts(summary: dict, plain: str) -> dict:
-    """Each lever's row against ``plain`` (the book's Base + GFA), and each model row's
-    against warp + paste, metric by metric."""
+    """Each lever's row against ``plain`` (the book's Base + GFA), each model row's against
+    warp + paste, and each Base + GFA + AL row's against Base + GFA with the same recipe (its
+    base, where measured), metric by metric."""
     keys = [key for key in COMPARED if key in summary[plain]]
     models = [title for title in summary if title.startswith("Base + GFA")]
-    return {
+    found = {
         "against the book's Base + GFA": {
             title: {key: compare(summary[title], summary[plain], key) for key in keys}
             for title in models if title != plain},
         "against warp + paste": {
             title: {key: compare(summary[title], summary["warp+paste"], key) for key in keys}
             for title in models}}
+    bases = {title: "Base + GFA, " + title.removeprefix(AL_PREFIX) for title in models
+             if title.startswith(AL_PREFIX)}
+    if bases:
+        found["against the same recipe without AL"] = {
+            title: {key: compare(summary[title], summary[base], key) for key in keys}
+            for title, base in bases.items() if base in summary}
+    return found
 
 
 def main() -> None:
@@ -182,6 +198,8 @@ def main() -> None:
                         help="the spacing the vae-stream, garment-weight and pose levers "
                              "sample with")
     parser.add_argument("--garment-weight", type=float, default=4.0)
+    parser.add_argument("--appearance-loss", action="store_true",
+                        help="with each recipe lever, also Base + GFA + AL on its recipe")
     parser.add_argument("--warp", choices=("computed", "carved"), default="computed",
                         help="the warp protocol of training and test (carved: the computed "
                              "warp with its torso behind the arms)")

@@ -5,6 +5,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from detail_levers import COMPARED, LEVERS, recipe_levers, verdicts  # noqa: E402
@@ -56,3 +58,23 @@ def test_recipe_levers_change_only_what_they_name() -> None:
     for _, recipe in levers.values():  # everything else is the book's recipe
         assert replace(recipe, garment_weight=1.0, pose_input=False, skin_input=False,
                        skin_init="zero") == DEFAULT_RECIPE
+
+
+def test_an_appearance_loss_row_is_judged_against_its_own_recipe_without_it() -> None:
+    plain = "Base + GFA, leading spacing"
+    base, al = (f"{prefix}pose, leading spacing" for prefix in ("Base + GFA, ",
+                                                                 "Base + GFA + AL, "))
+    per_seed = {  # the AL row lowers the detail error by 0.01 below its base, spreads 0.001
+        plain: [_rows(0.400, 0.820)] * 3,
+        base: [_rows(0.380, 0.830), _rows(0.381, 0.831), _rows(0.379, 0.829)],
+        al: [_rows(0.370, 0.830), _rows(0.371, 0.831), _rows(0.369, 0.829)],
+        "warp+paste": [_rows(0.390, 0.775)] * 3,
+    }
+    found = verdicts(summarize(per_seed), plain)
+    assert set(found["against the same recipe without AL"]) == {al}
+    own = found["against the same recipe without AL"][al]
+    assert own["garment_detail_error"]["verdict"] == "better"
+    assert own["garment_detail_error"]["margin"] == pytest.approx(0.01)
+    assert own["SSIM"]["verdict"] == "no measurable effect"
+    assert "against the same recipe without AL" not in verdicts(
+        summarize({key: per_seed[key] for key in (plain, base, "warp+paste")}), plain)
