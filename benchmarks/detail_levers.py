@@ -71,7 +71,7 @@ import time
 from dataclasses import replace
 
 from diffusers import DDIMScheduler
-from scoring import scored_sets, scoring_parser, write_record
+from scoring import SCORED_WARPS, scored_sets, scoring_parser, write_record
 
 from gardiffmini import baselines
 from gardiffmini.evaluate import baseline_images, cached_evaluation, score
@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--garment-weight", type=float, default=4.0)
     parser.add_argument("--appearance-loss", action="store_true",
                         help="with each recipe lever, also Base + GFA + AL on its recipe")
-    parser.add_argument("--warp", choices=("computed", "carved"), default="computed",
+    parser.add_argument("--warp", choices=SCORED_WARPS, default="computed",
                         help="the warp protocol of training and test (carved: the computed "
                              "warp with its torso behind the arms)")
     args = parser.parse_args()

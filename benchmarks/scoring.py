@@ -8,11 +8,15 @@ import time
 from pathlib import Path
 
 from gardiffmini.attributes import attribute_network
+from gardiffmini.data.datasets import WARPS
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.evaluate import evaluation_sets
 from gardiffmini.features import ToyVitonFeatureNet
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.reproduce import provenance
+
+# the warp protocols a model is trained and scored on (the oracle is a reference point only)
+SCORED_WARPS = tuple(warp for warp in WARPS if warp != "oracle")
 
 
 def scoring_parser(doc: str) -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from scoring import scored_sets, scoring_parser, write_record
+from scoring import SCORED_WARPS, scored_sets, scoring_parser, write_record
 
 from gardiffmini import baselines, metrics
 from gardiffmini.paths import runs_root
@@ -64,7 +64,7 @@ def read_records(paths: list[Path], warp: str) -> dict[Path, dict]:
 def main() -> None:
     parser = scoring_parser(__doc__)
     parser.add_argument("--records", type=Path, nargs="+", required=True)
-    parser.add_argument("--warp", choices=("computed", "carved"), default="computed",
+    parser.add_argument("--warp", choices=SCORED_WARPS, default="computed",
                         help="the warp protocol the records were measured on")
     args = parser.parse_args()
     started = time.perf_counter()

@@ -57,19 +57,30 @@ def warp_ious(data: VitonHD) -> list[float]:
     return ious
 
 
-def visible_garment_ious(root, profile, warp: str) -> dict[str, float]:
-    """Mean IoU of ``m_w`` (loader ``warp``) with the visible garment, paired and unpaired,
-    and the share of the newly bared skin under ``m_w`` (pooled over the unpaired pairs)."""
+def test_samples(root, profile) -> dict[str, list[dict]]:
+    """Every test pair of ``root``, paired and unpaired, read once (their given warps are
+    not used: each row of :func:`arms_table` warps the garments itself)."""
+    return {pairing: list(tqdm(VitonHD(root, "test", pairing, size=profile, warp="given"),
+                               desc=f"reading {pairing}", unit="pair"))
+            for pairing in ("paired", "unpaired")}
+
+
+def visible_garment_ious(samples: dict[str, list[dict]], arms_in_front: bool
+                         ) -> dict[str, float]:
+    """Mean IoU of the computed ``m_w`` (``arms_in_front`` or not) with the visible garment,
+    paired and unpaired, and the share of the newly bared skin under ``m_w`` (pooled over
+    the unpaired pairs)."""
     ious: dict[str, list[float]] = {}
     under = bared = 0
-    for pairing in ("paired", "unpaired"):
-        data = VitonHD(root, "test", pairing, size=profile, warp=warp)
-        for sample in tqdm(data, desc=f"{warp} {pairing}", unit="pair"):
+    for pairing, pairs in samples.items():
+        for sample in pairs:
+            _, mask = warp_garment(sample["cloth"], sample["cloth_mask"], sample["keypoints"],
+                                   arms_in_front=arms_in_front)
             visible = metrics.label_region(sample["truth_parse"][None], GARMENT_LABELS)[0]
-            ious.setdefault(pairing, []).append(mask_iou(sample["warped_mask"], visible))
+            ious.setdefault(pairing, []).append(mask_iou(mask, visible))
             if pairing == "unpaired":
                 skin = metrics.newly_bared_skin(sample["parse"][None], sample["truth_parse"][None])
-                under += int((skin[0].bool() & (sample["warped_mask"] > 0.5)).sum())
+                under += int((skin[0].bool() & (mask > 0.5)).sum())
                 bared += int(skin.sum())
     return {f"IoU visible {pairing}": statistics.mean(values) for pairing, values in ious.items()
             } | {"skin under m_w": under / max(bared, 1)}
@@ -78,14 +89,15 @@ def visible_garment_ious(root, profile, warp: str) -> dict[str, float]:
 def arms_table(root, profile, radii: list[float], reaches: list[float]) -> dict[str, dict]:
     """Print and return :func:`visible_garment_ious` of the plain warp and of the carved one
     at every arm radius and hand reach."""
-    rows = {"plain": visible_garment_ious(root, profile, "tps")}
+    samples = test_samples(root, profile)
+    rows = {"plain": visible_garment_ious(samples, arms_in_front=False)}
     chosen = arms.ARM_RADIUS, arms.HAND_REACH
     try:
-        for radius in radii:
+        for radius in tqdm(radii, desc="arm radii"):
             for reach in reaches:
                 arms.ARM_RADIUS, arms.HAND_REACH = radius, reach
                 rows[f"arms r={radius:g} hand={reach:g}"] = visible_garment_ious(
-                    root, profile, "tps-arms")
+                    samples, arms_in_front=True)
     finally:
         arms.ARM_RADIUS, arms.HAND_REACH = chosen
     for title, numbers in rows.items():

@@ -23,8 +23,8 @@ from gardiffmini.data.sleeves import arm_length_of, polyline_frame
 
 # In shoulder widths S (between the shoulder keypoints). ToyVITON draws arms 0.10-0.14 S
 # across half (real upper arms: about 0.13 S); fitted with benchmarks/warp_iou.py --arms
-# (IoU of m_w with the visible garment on the cpu test pairs: 0.694 -> 0.734, newly bared
-# skin under m_w: 41 % -> 13 %). A real hand reaches about 0.5 S past the wrist, but is
+# (IoU of m_w with the visible garment on 200 cpu test pairs: 0.691 -> 0.729 paired, newly
+# bared skin under m_w: 42 % -> 12 %; book/results/warp-arms-cpu.json). A real hand reaches about 0.5 S past the wrist, but is
 # narrower than the band.
 ARM_RADIUS = 0.12
 HAND_REACH = 0.2
