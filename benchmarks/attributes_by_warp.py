@@ -33,7 +33,7 @@ PROTOCOLS = {"oracle": "requested garment, exact warp",
 def main() -> None:
     args = scoring_parser(__doc__).parse_args()
     started = time.perf_counter()
-    profile, root, computed, net = scored_sets(args.profile)
+    profile, root, computed, net = scored_sets(args.profile, "computed")
     protocols = {"oracle": evaluation_sets(root, profile, warp="oracle"), "computed": computed}
     requested = attribute_labels(root, "test", computed["unpaired"]["cloth_name"])
     images = {"warp + paste": {warp: baselines.warp_and_paste(sets["unpaired"]).clamp(0, 1)

@@ -3,8 +3,9 @@
 A setting chosen on the test pairs (the appearance loss's weight, the guidance scale) would
 tune the book's table to its own test. The benchmarks that choose one train on the training
 pairs less the last ``holdout`` (:func:`split_training_pairs`) and score on those
-(:func:`held_out_set`, :func:`held_out_score`): paired, against the photo, on the computed warp,
-as the headline protocol of :mod:`gardiffmini.evaluate` scores paired pairs.
+(:func:`held_out_set`, :func:`held_out_score`): paired, against the photo, on the data's
+default warp (the carved one on ToyVITON), as the headline protocol of
+:mod:`gardiffmini.evaluate` scores paired pairs.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ def split_training_pairs(root: Path, holdout: int) -> tuple[Path, Path]:
 
 
 def held_out_set(root: Path, profile: Profile, pairs: Path) -> dict:
-    """The held-out pairs of the file ``pairs`` as tensors, their garments warped as a user
-    of real data warps them (the computed warp)."""
+    """The held-out pairs of the file ``pairs`` as tensors, their garments warped as the
+    book's models are trained (:func:`~gardiffmini.data.datasets.default_warp`)."""
     n = len(pairs.read_text().splitlines())
     return _stack(open_dataset(root, split="train", pairing="paired", size=profile.image_size,
-                               pairs_file=pairs, warp="computed"), n, EVAL_KEYS)
+                               pairs_file=pairs), n, EVAL_KEYS)
 
 
 def score_held_out(images: torch.Tensor, held_out: dict) -> dict[str, float]:

@@ -5,7 +5,7 @@
 For every seed, trains (or reuses) Base + GFA as the book trains it (the mask on the VAE
 branch: the library's ``base+gfa``) and the same model with ``mask_branches=()`` (chapter 5's
 ``Base + GFA (no mask)``, the same variant, so the runs are shared with the book), and scores
-both on the headline protocol (:mod:`gardiffmini.evaluate`: the computed warp, paired against
+both on the headline protocol (:mod:`gardiffmini.evaluate`: the data's default warp, paired against
 the photo, unpaired against ToyVITON's rendered truth) through
 :func:`gardiffmini.evaluate.cached_evaluation`, so evaluations the book or ``reproduce`` made
 are reused. Beside the book's metrics it measures where the mask should matter: the colour
@@ -32,6 +32,7 @@ import torch
 from scoring import scored_sets
 
 from gardiffmini import metrics
+from gardiffmini.data.datasets import default_warp
 from gardiffmini.data.layout import GARMENT_LABELS
 from gardiffmini.evaluate import cached_evaluation
 from gardiffmini.profiles import Profile
@@ -120,7 +121,8 @@ def main() -> None:
         "question": "does masking the VAE branch's attention (Base + GFA) beat the same model "
                     "without the mask (mask_branches=())?",
         "profile": profile.name, "seeds": args.seeds, "n_pairs": len(sets["paired"]["person"]),
-        "protocol": "computed warp in training and at test; unpaired against the rendered truth",
+        "protocol": f"{default_warp(root)} warp in training and at test; unpaired against the "
+                    "rendered truth",
         "models": {name: {"variant": variant.name, "mask_branches": list(variant.mask_branches)}
                    for name, variant in MODELS.items()},
         "surround_band": {"width_pixels": width, "definition": (

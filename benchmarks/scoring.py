@@ -28,11 +28,12 @@ def scoring_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def scored_sets(profile_name: str, warp: str = "computed"
+def scored_sets(profile_name: str, warp: str | None = None
                 ) -> tuple[Profile, Path, dict, ToyVitonFeatureNet | None]:
     """The profile, its ToyVITON (made if missing), the book's test sets (their garments
-    warped by the protocol ``warp``) and the attribute network, as the book's evaluation
-    (:mod:`gardiffmini.evaluate`) uses them."""
+    warped by the protocol ``warp``; ``None``: the data's default, as the book's models are
+    trained) and the attribute network, as the book's evaluation (:mod:`gardiffmini.evaluate`)
+    uses them."""
     profile = get_profile(profile_name)
     root = ensure_toyviton(profile)
     return (profile, root, evaluation_sets(root, profile, warp=warp),

@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--variant", default="base+gfa")
     args = parser.parse_args()
     started = time.perf_counter()
-    profile, root, sets, net = scored_sets(args.profile)
+    profile, root, sets, net = scored_sets(args.profile, "computed")
     unpaired = sets["unpaired"]
     requested = attribute_labels(root, "test", unpaired["cloth_name"])
     rows = {"warp + paste": {"attributes_u": metrics.attribute_accuracy(

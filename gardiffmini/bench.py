@@ -38,7 +38,7 @@ from gardiffmini.features import default_features
 from gardiffmini.models.unet import make_unet
 from gardiffmini.models.vae import make_vae
 from gardiffmini.objective import DEFAULT_RECIPE, noise_scheduler
-from gardiffmini.pipeline import tryon_unet_input
+from gardiffmini.pipeline import POSE_CHANNELS, tryon_unet_input
 from gardiffmini.profiles import PROFILES, Profile, get_profile
 from gardiffmini.reproduce import git_commit
 from gardiffmini.runs import (
@@ -58,7 +58,8 @@ N_PAIRS = 64  # random training pairs the steps draw their batches from
 
 def synthetic_cache(profile: Profile, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """What :func:`gardiffmini.train.encode_split` caches, for ``n`` random pairs of
-    ``profile``'s shapes: latents, CLIP embeddings, masks and uint8 photos."""
+    ``profile``'s shapes: latents, CLIP embeddings, masks and uint8 photos, and the person
+    inputs of the book's recipe (the DensePose on the latent grid, the skin-primed latent)."""
     generator = torch.Generator().manual_seed(seed)
     latent = (n, profile.latent_channels, *profile.latent_size)
     mask = (n, 1, *profile.image_size)
@@ -72,6 +73,8 @@ def synthetic_cache(profile: Profile, n: int, seed: int = 0) -> dict[str, torch.
         "person": torch.randint(0, 256, (n, 3, *profile.image_size), generator=generator,
                                 dtype=torch.uint8),
         "garment_mask": torch.rand(mask, generator=generator) > 0.5,
+        "pose": torch.rand((n, POSE_CHANNELS, *profile.latent_size), generator=generator) * 2 - 1,
+        "skin": torch.randn(latent, generator=generator),
     }
 
 

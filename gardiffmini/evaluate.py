@@ -7,8 +7,10 @@ requested garment, :mod:`gardiffmini.data.toyviton`), and the skin the requested
 is scored (:func:`~gardiffmini.metrics.skin_error`); on real data, which has no such truth,
 unpaired results are judged as a distribution (FID/KID) and, on ToyVITON, by the attribute
 network (:mod:`gardiffmini.attributes`) against the *requested* garment. The model is given
-the warp of a warp protocol (:data:`~gardiffmini.data.datasets.WARPS`): ``"computed"``, what a
-user of real data has (the headline), or ToyVITON's exact ``"oracle"`` warp.
+the warp of a warp protocol (:data:`~gardiffmini.data.datasets.WARPS`): by default the data's
+(:func:`~gardiffmini.data.datasets.default_warp`: on ToyVITON the carved warp, computed from
+the keypoints as a user of real data would, the headline), or ToyVITON's exact ``"oracle"``
+warp.
 
 Outputs are pasted back outside the agnostic mask, as the try-on region is all the model is
 asked to paint. The baselines that need no training (the agnostic image, warp-and-paste, the
@@ -57,13 +59,11 @@ def try_on(pipeline, batch: dict[str, torch.Tensor], profile: Profile, seed: int
     recipe's ``pose_input``), and their skin colour, read off the face in their label map
     ``parse`` (:func:`~gardiffmini.skin.face_skin_colour`), where it needs that (its
     ``skin_input``)."""
-    keys = PIPELINE_KEYS + (POSE_KEYS if pipeline.needs_densepose else ())
     out = []
     for start in range(0, len(batch["agnostic"]), batch_size):
-        part = {k: batch[k][start:start + batch_size] for k in keys}
-        if pipeline.needs_skin_colour:
-            part["skin_colour"] = face_skin_colour(part["agnostic"],
-                                                   batch["parse"][start:start + batch_size])
+        rows = {key: value[start:start + batch_size] for key, value in batch.items()
+                if isinstance(value, torch.Tensor)}
+        part = {key: rows[key] for key in PIPELINE_KEYS} | person_conditions(pipeline, rows)
         generator = torch.Generator().manual_seed(seed * 100_003 + start)
         out.append(pipeline(
             **part, num_inference_steps=profile.sample_steps,
@@ -72,8 +72,21 @@ def try_on(pipeline, batch: dict[str, torch.Tensor], profile: Profile, seed: int
     return torch.cat(out).clamp(0, 1)
 
 
+def person_conditions(pipeline, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The person conditions ``pipeline`` reads beyond :data:`PIPELINE_KEYS`, for the rows of
+    ``batch``, as keyword arguments of the pipeline (and of its ``person_latents``): the
+    ``densepose`` where it :attr:`~gardiffmini.pipeline.GarDiffPipeline.needs_densepose`, the
+    ``skin_colour`` read off the face in the label map ``parse``
+    (:func:`~gardiffmini.skin.face_skin_colour`) where it needs that."""
+    conditions = {}
+    if pipeline.needs_densepose:
+        conditions["densepose"] = batch["densepose"]
+    if pipeline.needs_skin_colour:
+        conditions["skin_colour"] = face_skin_colour(batch["agnostic"], batch["parse"])
+    return conditions
+
+
 PIPELINE_KEYS = ("agnostic", "agnostic_mask", "warped_cloth", "warped_mask", "cloth")
-POSE_KEYS = ("densepose",)  # what a pipeline that needs_densepose reads besides
 EVAL_KEYS = ("person", "agnostic", "agnostic_mask", "warped_cloth", "warped_mask", "cloth",
              "cloth_mask", "parse", "truth", "truth_parse", "densepose")
 BASELINES = {"agnostic": "agnostic image", "warp+paste": "warp + paste",
@@ -81,10 +94,11 @@ BASELINES = {"agnostic": "agnostic image", "warp+paste": "warp + paste",
 
 
 def evaluation_sets(root: Path, profile: Profile, pairs_file: Path | str | None = None,
-                    warp: str = "computed") -> dict[str, dict[str, torch.Tensor]]:
+                    warp: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """The first ``profile.n_eval`` test pairs, paired and unpaired, as tensors: the pairs of
     ``pairs_file`` (a path, or a name under ``root``) where given, else the layout's; their
-    garments warped by the protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`).
+    garments warped by the protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`;
+    ``None``: the data's :func:`~gardiffmini.data.datasets.default_warp`).
     ``truth`` and ``truth_parse`` are there where the data has them (the photo for paired
     pairs; ToyVITON's rendered truth for unpaired ones). The paired set's ``occluded`` flags
     the occluded subset (:func:`occluded_subset`)."""
@@ -251,11 +265,12 @@ def cached_evaluation(pipeline, profile: Profile, root: Path, seed: int,
 
 def evaluate_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
                      data_root: Path | str | None = None,
-                     pairs_file: Path | str | None = None, warp: str = "computed") -> dict:
-    """Train (or reuse) one variant at one seed on the training pairs (on the computed warp)
-    and return its metrics on the test pairs (of ``pairs_file`` where given:
-    :func:`evaluation_sets`), given the warp of protocol ``warp``. ``profile``, a
-    :class:`~gardiffmini.profiles.Profile` or its name, is resolved here, once."""
+                     pairs_file: Path | str | None = None, warp: str | None = None) -> dict:
+    """Train (or reuse) one variant at one seed on the training pairs (on the data's
+    :func:`~gardiffmini.data.datasets.default_warp`) and return its metrics on the test pairs
+    (of ``pairs_file`` where given: :func:`evaluation_sets`), given the warp of protocol
+    ``warp``. ``profile``, a :class:`~gardiffmini.profiles.Profile` or its name, is resolved
+    here, once."""
     profile = get_profile(profile)
     root = Path(data_root) if data_root else ensure_toyviton(profile)
     sets = evaluation_sets(root, profile, pairs_file, warp)
@@ -266,10 +281,11 @@ def evaluate_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0
 def sample_variant(variant: str, profile: str | Profile = "cpu", seed: int = 0,
                    out: Path | str = "samples", pairing: str = "unpaired", n: int = 8,
                    data_root: Path | str | None = None,
-                   pairs_file: Path | str | None = None, warp: str = "computed") -> list[Path]:
+                   pairs_file: Path | str | None = None, warp: str | None = None) -> list[Path]:
     """Dress the first ``n`` test persons (of ``pairs_file`` where given), given the warp of
-    protocol ``warp``, with a trained variant; write PNGs, return paths. ``profile``, a
-    :class:`~gardiffmini.profiles.Profile` or its name, is resolved here, once."""
+    protocol ``warp`` (``None``: the data's default), with a trained variant; write PNGs,
+    return paths. ``profile``, a :class:`~gardiffmini.profiles.Profile` or its name, is
+    resolved here, once."""
     from PIL import Image
 
     profile = get_profile(profile)

@@ -28,7 +28,7 @@ from diffusers.training_utils import EMAModel
 from gardiffmini.data.toyviton import TOYVITON_VERSION
 from gardiffmini.models.unet import make_unet
 from gardiffmini.objective import (
-    DEFAULT_RECIPE,
+    PLAIN_RECIPE,
     Recipe,
     noise_scheduler,
     noised_latents,
@@ -60,7 +60,7 @@ def make_base_unet(profile: Profile) -> UNet2DConditionModel:
 def base_step_loss(
     unet: UNet2DConditionModel, cache: dict[str, torch.Tensor], index: torch.Tensor,
     generator: torch.Generator, scheduler: DDPMScheduler, n_tokens: int,
-    recipe: Recipe = DEFAULT_RECIPE,
+    recipe: Recipe = PLAIN_RECIPE,
 ) -> dict[str, torch.Tensor]:
     """One inpainting step on the cached pairs ``index``: the recipe's diffusion MSE
     (:func:`~gardiffmini.objective.recipe_mse`) of the UNet on ``[x_t, 0, E(I_a)]`` with
@@ -75,8 +75,9 @@ def base_step_loss(
                                cache["agnostic_mask"][index].to(device), scheduler, recipe)}
 
 
-def base_config(profile: Profile, vae_id: str, recipe: Recipe = DEFAULT_RECIPE) -> dict:
-    """What determines the base's weights: data, VAE, architecture, recipe and schedule."""
+def base_config(profile: Profile, vae_id: str, recipe: Recipe = PLAIN_RECIPE) -> dict:
+    """What determines the base's weights: data, VAE, architecture, recipe and schedule. The
+    base has no person inputs, so its recipe is :data:`~gardiffmini.objective.PLAIN_RECIPE`."""
     return {
         "toyviton": TOYVITON_VERSION, "seed": BASE_SEED, "size": profile.image_size,
         "n_train": profile.n_train, "vae": vae_id,
@@ -118,10 +119,10 @@ def train_base(
         run.load({"unet": unet})
     else:
         cache = training_set()
-        scheduler = noise_scheduler(DEFAULT_RECIPE.prediction_type)
+        scheduler = noise_scheduler(PLAIN_RECIPE.prediction_type)
         params = [p for p in unet.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, weight_decay=0.01)
-        ema = EMAModel(params, decay=DEFAULT_RECIPE.ema_decay, use_ema_warmup=True)
+        ema = EMAModel(params, decay=PLAIN_RECIPE.ema_decay, use_ema_warmup=True)
 
         def loss_fn(step: int) -> dict[str, torch.Tensor]:
             generator = step_generator(BASE_SEED, step)

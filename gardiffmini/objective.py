@@ -11,7 +11,7 @@ base (:mod:`gardiffmini.inpainting_base`) both train on them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -41,15 +41,19 @@ class Recipe:
       :func:`~gardiffmini.pipeline.pose_latent`) as three more input channels, last, as
       IDM-VTON does. The agnostic image greys out the arms, so nothing else says where bare
       arms go when the requested garment is shorter than the person's own. Not in the paper
-      (GARDIFF.md names no pose channel): a lever, off by default.
+      (GARDIFF.md names no pose channel): a lever of chapter 7, on in the book's recipe;
     - ``skin_input``: give the UNet ``E`` of the agnostic image painted in the person's skin
       colour, read off the face (:mod:`gardiffmini.skin`), as ``latent_channels`` more input
       channels, after the DensePose's. The agnostic image greys out the arms, so nothing
       near them says what colour bare arms are. Not in the paper (ACGPN's skin colour cue):
-      a lever, off by default;
+      a lever of chapter 7, on in the book's recipe;
     - ``skin_init``: how those channels start: ``"zero"``, at zero (the model starts as the
       one without them); ``"agnostic"``, with ``E(I_a)``'s weights, ``E(I_a)``'s own at
       zero (the model starts as the one without them would on the skin-primed image).
+
+    The defaults are the book's recipe (:data:`DEFAULT_RECIPE`). Chapter 7 measured the
+    DensePose and the skin colour as levers against :data:`PLAIN_RECIPE` before they became
+    defaults (``book/results/carved-pose-skin-cpu.json``).
     """
 
     min_snr_gamma: float | None = 5.0
@@ -58,9 +62,9 @@ class Recipe:
     drop_warped_latent: bool = True
     ema_decay: float | None = 0.999
     prediction_type: str = "v_prediction"
-    pose_input: bool = False
-    skin_input: bool = False
-    skin_init: str = "zero"
+    pose_input: bool = True
+    skin_input: bool = True
+    skin_init: str = "agnostic"
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
@@ -85,8 +89,13 @@ LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False, "skin_input": False,
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 SKIN_INITS = ("zero", "agnostic")
 PAPER_RECIPE = Recipe(min_snr_gamma=None, region_weight=1.0, drop_warped_latent=False,
-                      ema_decay=None, prediction_type="epsilon")
+                      ema_decay=None, prediction_type="epsilon", pose_input=False,
+                      skin_input=False, skin_init="zero")
 DEFAULT_RECIPE = Recipe()
+# the book's recipe with every later field at the value that changes nothing: the recipe of
+# the shared inpainting base (it has no person inputs) and of the runs shipped before the
+# later fields existed, and the one chapter 7's levers were measured against
+PLAIN_RECIPE = replace(DEFAULT_RECIPE, **LATER_FIELDS)
 
 
 def training_noise(

@@ -179,6 +179,26 @@ class GarDiffPipeline(DiffusionPipeline):
         ``skin_input``, :mod:`gardiffmini.skin`)."""
         return person_inputs(self.unet.config.in_channels, self.unet.config.out_channels)[1]
 
+    @torch.no_grad()
+    def person_latents(
+        self, agnostic: torch.Tensor, agnostic_mask: torch.Tensor | None = None,
+        densepose: torch.Tensor | None = None, skin_colour: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The person conditions the UNet reads after ``[x_t, E(I_w), E(I_a)]``, as
+        :func:`tryon_unet_input` takes them: ``pose``, the DensePose on the latent grid
+        (:func:`pose_latent`), and ``skin``, ``E`` of the agnostic image painted in
+        ``skin_colour`` inside ``agnostic_mask``
+        (:func:`~gardiffmini.skin.skin_primed_agnostic`); ``None`` for each not given. On the
+        UNet's device and in its dtype; images as :meth:`__call__` takes them."""
+        device, dtype = self._execution_device, self.unet.dtype
+        size = tuple(s // self.vae_scale_factor for s in agnostic.shape[-2:])
+        pose = None if densepose is None else pose_latent(densepose, size).to(device, dtype)
+        skin = None
+        if skin_colour is not None:
+            primed = skin_primed_agnostic(agnostic, agnostic_mask, skin_colour)
+            skin = encode_latents(self.vae, primed.to(device, self.vae.dtype)).to(dtype)
+        return pose, skin
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
                         **kwargs) -> GarDiffPipeline:
@@ -304,15 +324,9 @@ class GarDiffPipeline(DiffusionPipeline):
         if guided:  # the unconditional branch has no garment: training drops E(I_w) too
             warped_latents = torch.cat([torch.zeros_like(warped_latents), warped_latents])
             agnostic_latents = torch.cat([agnostic_latents, agnostic_latents])
-        pose = None
-        if densepose is not None:  # a person condition, like E(I_a): the same in both halves
-            pose = pose_latent(densepose, tuple(agnostic_latents.shape[-2:])).to(device, dtype)
-            pose = torch.cat([pose, pose]) if guided else pose
-        skin = None
-        if skin_colour is not None:  # a person condition too
-            primed = skin_primed_agnostic(agnostic, agnostic_mask, skin_colour)
-            skin = encode_latents(self.vae, primed.to(device, vae_dtype)).to(dtype)
-            skin = torch.cat([skin, skin]) if guided else skin
+        pose, skin = self.person_latents(agnostic, agnostic_mask, densepose, skin_colour)
+        if guided:  # person conditions, like E(I_a): the same in both halves
+            pose, skin = (None if c is None else torch.cat([c, c]) for c in (pose, skin))
         attention_kwargs = {"garment_mask": mask} if self.adapter.config.use_vae_tokens else None
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)

@@ -34,7 +34,7 @@ from gardiffmini.attributes import (
     attribute_network,
     missing_attributes,
 )
-from gardiffmini.data.datasets import is_toyviton
+from gardiffmini.data.datasets import default_warp, is_toyviton
 from gardiffmini.data.toyviton import ensure_toyviton
 from gardiffmini.evaluate import (
     BASELINES,
@@ -271,8 +271,8 @@ def qualitative_grid(sets: dict, samples: dict[str, torch.Tensor], names: dict[s
                 ax.set_title(f"zoom: {title}", fontsize=7)
         for ax in axes[2 * line:2 * line + 2].flat:
             ax.axis("off")
-    fig.suptitle("Unpaired try-on on the computed warp: every variant on the same persons and "
-                 "garments (zoom: the most detailed garment window)", fontsize=9)
+    fig.suptitle("Unpaired try-on: every variant on the same persons and garments (zoom: the "
+                 "most detailed garment window)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -284,12 +284,13 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     """Train and evaluate every variant for ``seeds`` seeds, reusing finished runs; write results.
 
     The headline protocol is what a user of real data has: every variant trains and is
-    tested on the computed warp (:data:`~gardiffmini.data.datasets.WARPS`), and warp + paste
-    pastes that warp. On ToyVITON the models of seed 0 are also given the exact warp at test
-    time, beside warp + paste on the exact warp: the *oracle warp* table, which no real data
-    set can make (a reference point: the spread over seeds is the headline's); ``oracle=False``
-    leaves it out (it samples every variant twice more). Evaluates on
-    the test pairs of ``pairs_file`` where given (:func:`evaluation_sets`).
+    tested on a warp computed from the keypoints (the data's
+    :func:`~gardiffmini.data.datasets.default_warp`: on ToyVITON the carved warp, the arms in
+    front of it), and warp + paste pastes that warp. On ToyVITON the models of seed 0 are also
+    given the exact warp at test time, beside warp + paste on the exact warp: the *oracle
+    warp* table, which no real data set can make (a reference point: the spread over seeds is
+    the headline's); ``oracle=False`` leaves it out (it samples every variant twice more).
+    Evaluates on the test pairs of ``pairs_file`` where given (:func:`evaluation_sets`).
 
     Writes into ``out`` (default ``<data root>/reproduce-<profile>``): ``ablation.md`` (mean
     ± std over seeds, the baselines of :data:`BASELINES` above the variants; the oracle
@@ -316,7 +317,8 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     root = Path(data_root) if data_root else ensure_toyviton(profile, progress=progress)
     out = Path(out) if out else default_data_root() / f"reproduce-{profile.name}"
     out.mkdir(parents=True, exist_ok=True)
-    protocols = {"computed": evaluation_sets(root, profile, pairs_file)}
+    user_warp = default_warp(root)
+    protocols = {user_warp: evaluation_sets(root, profile, pairs_file, warp=user_warp)}
     if oracle and is_toyviton(root):
         protocols["oracle"] = evaluation_sets(root, profile, pairs_file, warp="oracle")
     net = attribute_network(profile, root)
@@ -325,7 +327,7 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
     training: dict[str, list[dict]] = {}
     samples: dict[str, torch.Tensor] = {}
     # the oracle warp is a reference point, not the protocol whose spread decides: seed 0 only
-    protocol_seeds = {warp: range(seeds) if warp == "computed" else range(1) for warp in protocols}
+    protocol_seeds = {warp: range(seeds) if warp == user_warp else range(1) for warp in protocols}
     for warp, sets in protocols.items():
         references = baseline_images(vae, sets)
         for seed in protocol_seeds[warp]:
@@ -342,7 +344,7 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
                     continue
                 result = cached_evaluation(pipeline, profile, root, seed, net, sets, pairs_file)
                 results[warp]["per_seed"].setdefault(variant, []).append(result["metrics"])
-                if seed == 0 and warp == "computed":
+                if seed == 0 and warp == user_warp:
                     samples[variant] = result["images"]["unpaired"]
             training.setdefault(variant, []).append(
                 {"run": pipeline.run.folder.name, **pipeline.run.metrics["summary"]})
@@ -351,25 +353,26 @@ def reproduce(profile: str | Profile = "cpu", seeds: int = 3, out: Path | str | 
         found["summary"] = summarize(found["per_seed"])
         found["baseline_summary"] = summarize(found["baselines"])
         tables[warp] = ablation_table(found["summary"], found["baseline_summary"])
-    headline = results["computed"]
+    headline = results[user_warp]
     save_file({v: images.contiguous() for v, images in samples.items()},
               str(out / SAMPLES_FILE))
-    figure = qualitative_grid(protocols["computed"], samples,
+    figure = qualitative_grid(protocols[user_warp], samples,
                               {v: VARIANTS[v].name for v in samples})
     figure.savefig(out / "qualitative.png", dpi=150, bbox_inches="tight")
     plt.close(figure)
-    summary, n_pairs = headline["summary"], len(protocols["computed"]["paired"]["person"])
+    summary, n_pairs = headline["summary"], len(protocols[user_warp]["paired"]["person"])
     occluded_keys = ("SSIM_occluded", "garment_detail_error_occluded")
-    record = {"protocol": "computed warp, in training and at test (paired and unpaired)",
-              "summary": summary, "per_seed": headline["per_seed"], "table": tables["computed"],
+    record = {"protocol": f"{user_warp} warp, in training and at test (paired and unpaired)",
+              "warp": user_warp,
+              "summary": summary, "per_seed": headline["per_seed"], "table": tables[user_warp],
               "baselines": {"summary": headline["baseline_summary"],
                             "per_seed": headline["baselines"]},
               "occluded": {v: {k: summary[v][k] for k in occluded_keys} for v in summary},
               "unpaired_colour_match": {v: summary[v]["unpaired_colour_match"] for v in summary},
-              "reference_points": reference_points(net, protocols["computed"], root),
+              "reference_points": reference_points(net, protocols[user_warp], root),
               "vae": round_trip_report(vae, profile, n=n_pairs),
-              "oracle": ({"protocol": "trained on the computed warp, given ToyVITON's exact warp "
-                                      "at test time (seed 0 only)",
+              "oracle": ({"protocol": f"trained on the {user_warp} warp, given ToyVITON's exact "
+                                      "warp at test time (seed 0 only)",
                           "summary": results["oracle"]["summary"], "table": tables["oracle"],
                           "per_seed": results["oracle"]["per_seed"],
                           "baselines": {"summary": results["oracle"]["baseline_summary"],

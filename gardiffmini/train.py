@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from gardiffmini.baselines import skin_primed
-from gardiffmini.data.datasets import open_dataset
+from gardiffmini.data.datasets import default_warp, open_dataset
 from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.layout import GARMENT_LABELS
 from gardiffmini.data.toyviton import ensure_toyviton
@@ -268,7 +268,7 @@ def train_variant(
     data_root: Path | str | None = None, steps: int | None = None,
     mixed_precision: str | None = None, progress: bool = True, recipe: Recipe = DEFAULT_RECIPE,
     pairs_file: Path | str | None = None, speed: Speed = DEFAULT_SPEED,
-    warp: str = "computed",
+    warp: str | None = None,
 ) -> GarDiffPipeline:
     """Train ``variant`` at ``profile`` with ``recipe`` (or reuse the finished run) and
     return its pipeline. ``data_root`` is a folder in the VITON-HD layout or one DressCode
@@ -276,8 +276,9 @@ def train_variant(
     ToyVITON). It trains on the pairs of ``pairs_file`` (a path, or a name under
     ``data_root``) where given, else on the layout's training pairs; both are part of the
     run's identity (:func:`~gardiffmini.data.fingerprint.data_fingerprint`), and so is the
-    warp protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`: ``"computed"``, what a
-    user of real data has, or ToyVITON's exact ``"oracle"`` warp).
+    warp protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`: ``"computed"`` or
+    ``"carved"``, what a user has, or ToyVITON's exact ``"oracle"`` warp; ``None``: the data's
+    :func:`~gardiffmini.data.datasets.default_warp`).
     ``mixed_precision`` (accelerate's: ``"no"``, ``"bf16"``, ``"fp16"``; ``None``: what the
     device calls for, :func:`~gardiffmini.precision.mixed_precision_for`, fp32 on a CPU) is
     part of the identity too, since it changes the weights; ``speed``
@@ -286,6 +287,7 @@ def train_variant(
     mixed_precision = mixed_precision_for() if mixed_precision is None else mixed_precision
     steps = profile.diffusion_steps if steps is None else steps
     root = Path(data_root) if data_root else ensure_toyviton(profile)
+    warp = default_warp(root) if warp is None else warp
     vae, image_encoder = load_or_train_encoders(profile, seed=0, progress=progress)
     encoders_id = weights_hash(vae, image_encoder)
     vae_id = weights_hash(vae)
@@ -350,14 +352,16 @@ def train_variant(
 
 def cached_training_set(
     root: Path, profile: Profile, vae, image_encoder, encoders_id: str,
-    pairs_file: Path | str | None = None, warp: str = "computed", pose: bool = False,
-    skin: bool = False,
+    pairs_file: Path | str | None = None, warp: str | None = None,
+    pose: bool = DEFAULT_RECIPE.pose_input, skin: bool = DEFAULT_RECIPE.skin_input,
 ) -> dict[str, torch.Tensor]:
     """:func:`encode_split` of the training pairs (of ``pairs_file`` where given), their
-    garments warped by the protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`),
-    with the DensePose on the latent grid where ``pose`` asks for it and the skin-primed
-    agnostic latent where ``skin`` does, cached on disk next to the runs (a cache without
-    them keeps the key it had before they existed)."""
+    garments warped by the protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`;
+    ``None``: the data's :func:`~gardiffmini.data.datasets.default_warp`), with the DensePose
+    on the latent grid where ``pose`` asks for it and the skin-primed agnostic latent where
+    ``skin`` does (by default, what the book's recipe reads), cached on disk next to the runs
+    (a cache without them keeps the key it had before they existed)."""
+    warp = default_warp(root) if warp is None else warp
     data = data_fingerprint(root, "train", pairs_file)
     key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,
                        "size": profile.image_size, "data": data, "warp": warp}

@@ -120,7 +120,7 @@ def test_pairs_file_reaches_the_library(monkeypatch, capsys, release_root):
     calls = {}
 
     def sample_variant(variant, profile, seed, out, pairing, n, data_root, pairs_file=None,
-                       warp="computed"):
+                       warp="unset"):
         calls.update(pairs_file=pairs_file, root=data_root, pairing=pairing, warp=warp)
         return []
 
@@ -129,7 +129,7 @@ def test_pairs_file_reaches_the_library(monkeypatch, capsys, release_root):
     main(["sample", "--variant", "base", "--profile", "ci", "--root", str(release_root),
           "--pairs-file", "my_pairs.txt", "--out", str(release_root / "samples")])
     assert calls == {"pairs_file": Path("my_pairs.txt"), "root": release_root,
-                     "pairing": "unpaired", "warp": "computed"}
+                     "pairing": "unpaired", "warp": None}  # the library picks the data's
 
 
 def test_pairs_file_reaches_training(monkeypatch, capsys, release_root):
@@ -141,7 +141,7 @@ def test_pairs_file_reaches_training(monkeypatch, capsys, release_root):
     main(["train", "--variant", "base", "--profile", "ci", "--root", str(release_root),
           "--pairs-file", "two.txt"])
     assert calls[0]["pairs_file"] == Path("two.txt") and calls[0]["data_root"] == release_root
-    assert calls[0]["warp"] == "computed"  # what a user of real data has
+    assert calls[0]["warp"] is None  # the library picks the data's (datasets.default_warp)
     assert "is in runs/fake" in capsys.readouterr().out
 
 

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from detail_levers import COMPARED, LEVERS, recipe_levers, verdicts  # noqa: E402
 
-from gardiffmini.objective import DEFAULT_RECIPE  # noqa: E402
+from gardiffmini.objective import PLAIN_RECIPE  # noqa: E402
 from gardiffmini.reproduce import summarize  # noqa: E402
 
 
@@ -49,15 +49,15 @@ def test_recipe_levers_change_only_what_they_name() -> None:
     assert (posed.garment_weight, posed.pose_input) == (1.0, True)
     assert (both.garment_weight, both.pose_input) == (4.0, True)
     assert levers["pose+garment-weight"][0] == "DensePose input, garment weight 4"
-    assert levers["skin"] == ("skin colour input", replace(DEFAULT_RECIPE, skin_input=True))
-    assert levers["skin-agnostic-init"][1] == replace(DEFAULT_RECIPE, skin_input=True,
+    assert levers["skin"] == ("skin colour input", replace(PLAIN_RECIPE, skin_input=True))
+    assert levers["skin-agnostic-init"][1] == replace(PLAIN_RECIPE, skin_input=True,
                                                       skin_init="agnostic")
     assert levers["pose+skin"][1] == replace(levers["skin-agnostic-init"][1], pose_input=True)
     assert levers["pose+skin+garment-weight"][1] == replace(levers["pose+skin"][1],
                                                             garment_weight=4.0)
-    for _, recipe in levers.values():  # everything else is the book's recipe
+    for _, recipe in levers.values():  # everything else is the recipe they were found on
         assert replace(recipe, garment_weight=1.0, pose_input=False, skin_input=False,
-                       skin_init="zero") == DEFAULT_RECIPE
+                       skin_init="zero") == PLAIN_RECIPE
 
 
 def test_an_appearance_loss_row_is_judged_against_its_own_recipe_without_it() -> None:

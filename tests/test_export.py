@@ -39,10 +39,11 @@ PROFILE = get_profile("ci")
 
 def make_pipeline(prediction_type: str = "v_prediction", spacing: str = "leading",
                   seed: int = 0) -> GarDiffPipeline:
-    """A ci Base + GFA pipeline whose every weight is perturbed (so that no branch starts at
-    zero and hides a difference), with the ci profile's shipped VAE."""
+    """A ci Base + GFA pipeline of the page's recipe (no person inputs), every weight
+    perturbed (so that no branch starts at zero and hides a difference), with the ci
+    profile's shipped VAE."""
     torch.manual_seed(seed)
-    unet, adapter = build_model(PROFILE, get_variant(weights.VARIANT))
+    unet, adapter = build_model(PROFILE, get_variant(weights.VARIANT), recipe=weights.RECIPE)
     with torch.no_grad():
         for p in [*unet.parameters(), *adapter.parameters()]:
             p.add_(torch.randn_like(p) * 0.02)
@@ -139,6 +140,16 @@ def test_each_ddim_step_is_diffusers_step(prediction_type, spacing):
                                    atol=1e-6)
         assert table["sqrt_alpha_cumprod"][i] == pytest.approx(
             float(scheduler.alphas_cumprod[int(t)]) ** 0.5)
+
+
+def test_a_model_with_person_inputs_is_refused_by_the_page():
+    unet, adapter = build_model(PROFILE, get_variant(weights.VARIANT))  # the book's recipe
+    pipeline = GarDiffPipeline(unet=unet, vae=load_shipped_vae(PROFILE),
+                               image_encoder=clip_image_encoder(make_clip(PROFILE,
+                                                                          build_tokenizer())),
+                               adapter=adapter, scheduler=DDIMScheduler())
+    with pytest.raises(ValueError, match="reads the person's DensePose or skin colour"):
+        graphs.DenoiseGraph(pipeline)
 
 
 def test_a_scheduler_the_page_cannot_follow_is_refused():

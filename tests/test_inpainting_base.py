@@ -6,6 +6,7 @@ import torch
 from gardiffmini import inpainting_base as base
 from gardiffmini import objective, train
 from gardiffmini.models.unet import make_unet
+from gardiffmini.pipeline import POSE_CHANNELS
 from gardiffmini.profiles import get_profile
 from gardiffmini.runs import step_generator
 
@@ -75,11 +76,29 @@ def test_build_model_starts_from_the_base_and_gfa_adds_fresh_projections():
     torch.manual_seed(1)
     weights = base.make_base_unet(CI).state_dict()
     for name in ("base", "base+gfa"):
-        unet, _ = train.build_model(CI, train.get_variant(name), weights)
+        unet, _ = train.build_model(CI, train.get_variant(name), weights, objective.PLAIN_RECIPE)
         state = unet.state_dict()
         for key, value in weights.items():
             torch.testing.assert_close(state[key], value)
         assert (len(state) > len(weights)) == (name == "base+gfa")
+
+
+def test_the_book_recipe_moves_the_agnostic_weights_to_the_skin_channels():
+    """DensePose's channels start at zero; the skin-primed latent's take E(I_a)'s weights,
+    and E(I_a)'s start at zero (skin_init="agnostic"): the model starts as the base would
+    on the skin-primed image."""
+    torch.manual_seed(1)
+    weights = base.make_base_unet(CI).state_dict()
+    unet, _ = train.build_model(CI, train.get_variant("base"), weights)
+    c, pose = CI.latent_channels, POSE_CHANNELS
+    moved, started = unet.state_dict()["conv_in.weight"], weights["conv_in.weight"]
+    assert moved.shape[1] == 3 * c + pose + c
+    torch.testing.assert_close(moved[:, :2 * c], started[:, :2 * c])  # x_t, E(I_w)
+    assert moved[:, 2 * c:3 * c + pose].eq(0).all()  # E(I_a), the DensePose
+    torch.testing.assert_close(moved[:, 3 * c + pose:], started[:, 2 * c:3 * c])
+    for key, value in weights.items():
+        if key != "conv_in.weight":
+            torch.testing.assert_close(unet.state_dict()[key], value)
 
 
 def test_a_profile_without_base_steps_has_no_base():

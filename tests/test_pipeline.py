@@ -22,6 +22,7 @@ from gardiffmini.pipeline import (
     tryon_unet_input,
 )
 from gardiffmini.profiles import get_profile
+from gardiffmini.skin import skin_primed_agnostic
 
 CI = get_profile("ci")
 
@@ -321,3 +322,18 @@ def test_a_skin_pipeline_needs_the_skin_colour_and_samples_with_it(pipe):
         skinned.unet.conv_in.weight[:, 12:].normal_(generator=torch.Generator().manual_seed(0))
     moved = sample(skinned, agnostic_mask=mask, skin_colour=colour)
     assert not torch.allclose(moved, sample(skinned, agnostic_mask=mask, skin_colour=-colour))
+
+
+def test_person_latents_are_the_pose_on_the_latent_grid_and_the_primed_latent(pipe):
+    both = GarDiffPipeline(**{**pipe.components, "unet": add_input_channels(
+        copy.deepcopy(pipe.unet), POSE_CHANNELS + 4)})
+    agnostic = person_batch()["agnostic"]
+    mask = torch.zeros(1, 1, HEIGHT, WIDTH)
+    mask[:, :, 8:56] = 1
+    colour = torch.tensor([[0.4, 0.1, -0.2]])
+    pose, skin = both.person_latents(agnostic, mask, densepose(), colour)
+    latent_size = (HEIGHT // both.vae_scale_factor, WIDTH // both.vae_scale_factor)
+    torch.testing.assert_close(pose, pose_latent(densepose(), latent_size), rtol=0, atol=0)
+    primed = skin_primed_agnostic(agnostic, mask, colour)  # by hand: E of the primed image
+    torch.testing.assert_close(skin, encode_latents(both.vae, primed), rtol=0, atol=0)
+    assert both.person_latents(agnostic) == (None, None)  # nothing given, nothing read

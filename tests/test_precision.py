@@ -58,7 +58,8 @@ def test_an_fp16_training_step_with_loss_scaling_runs_on_the_cpu():
                 unet, adapter, cache, torch.arange(2), step_generator(0, step),
                 noise_scheduler(DEFAULT_RECIPE.prediction_type), variant, vae=vae,
                 features=features, appearance_samples=1)
-            assert unet.conv_in(torch.zeros(1, 12, 4, 4)).dtype == torch.float16
+            probe = torch.zeros(1, unet.config.in_channels, 4, 4)
+            assert unet.conv_in(probe).dtype == torch.float16
         assert torch.isfinite(losses["loss"]) and losses["spatial"] > 0
         scaler.scale(losses["loss"]).backward()
         before = unet.conv_out.weight.detach().clone()

@@ -1,6 +1,7 @@
 """The try-on training recipe: Min-SNR weights, region weights, the weighted MSE, schedules, EMA."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -145,37 +146,51 @@ def test_garment_weight_multiplies_the_region_weight_on_the_garment():
 
 
 def test_a_recipe_keeps_its_identity_while_a_later_field_changes_nothing():
-    recipe = objective.Recipe()
-    assert "garment_weight" not in recipe.identity()
-    weighted = objective.Recipe(garment_weight=2.0).identity()
+    plain = objective.PLAIN_RECIPE
+    assert plain.identity().keys().isdisjoint(objective.LATER_FIELDS)
+    weighted = replace(plain, garment_weight=2.0).identity()
     assert weighted["garment_weight"] == 2.0
-    assert {k: v for k, v in weighted.items() if k != "garment_weight"} == recipe.identity()
+    assert {k: v for k, v in weighted.items() if k != "garment_weight"} == plain.identity()
 
 
-def test_pose_input_is_off_by_default_and_left_out_of_the_identity_while_off():
-    assert not objective.DEFAULT_RECIPE.pose_input
-    for recipe in (objective.Recipe(), objective.PAPER_RECIPE,
-                   objective.Recipe(garment_weight=4.0)):
+def test_the_book_recipe_is_the_plain_one_with_densepose_and_skin_colour():
+    book = objective.DEFAULT_RECIPE
+    assert book == objective.Recipe()
+    assert (book.pose_input, book.skin_input, book.skin_init) == (True, True, "agnostic")
+    assert book.garment_weight == 1.0 and "garment_weight" not in book.identity()
+    assert book.identity() == objective.PLAIN_RECIPE.identity() | {
+        "pose_input": True, "skin_input": True, "skin_init": "agnostic"}
+    assert replace(book, **objective.LATER_FIELDS) == objective.PLAIN_RECIPE
+
+
+def test_the_paper_recipe_has_no_person_inputs():
+    paper = objective.PAPER_RECIPE
+    assert not (paper.pose_input or paper.skin_input) and paper.skin_init == "zero"
+    assert paper.identity().keys().isdisjoint(objective.LATER_FIELDS)
+
+
+def test_pose_input_is_left_out_of_the_identity_while_off():
+    plain = objective.PLAIN_RECIPE
+    for recipe in (plain, objective.PAPER_RECIPE, replace(plain, garment_weight=4.0)):
         assert "pose_input" not in recipe.identity()
-    posed = objective.Recipe(pose_input=True).identity()
+    posed = replace(plain, pose_input=True).identity()
     assert posed["pose_input"] is True
-    assert {k: v for k, v in posed.items() if k != "pose_input"} == objective.Recipe().identity()
+    assert {k: v for k, v in posed.items() if k != "pose_input"} == plain.identity()
 
 
-def test_skin_input_is_off_by_default_and_left_out_of_the_identity_while_off():
-    assert not objective.DEFAULT_RECIPE.skin_input
-    for recipe in (objective.Recipe(), objective.PAPER_RECIPE,
-                   objective.Recipe(pose_input=True)):
+def test_skin_input_is_left_out_of_the_identity_while_off():
+    plain = objective.PLAIN_RECIPE
+    for recipe in (plain, objective.PAPER_RECIPE, replace(plain, pose_input=True)):
         assert "skin_input" not in recipe.identity()
-    skinned = objective.Recipe(skin_input=True).identity()
+    skinned = replace(plain, skin_input=True).identity()
     assert skinned["skin_input"] is True
-    assert {k: v for k, v in skinned.items() if k != "skin_input"} == objective.Recipe().identity()
+    assert {k: v for k, v in skinned.items() if k != "skin_input"} == plain.identity()
 
 
 def test_skin_init_is_checked_and_left_out_of_the_identity_at_zero():
     with pytest.raises(ValueError, match="skin_init must be one of"):
         objective.Recipe(skin_input=True, skin_init="ones")
-    zero = objective.Recipe(skin_input=True).identity()
+    zero = replace(objective.PLAIN_RECIPE, skin_input=True).identity()
     assert "skin_init" not in zero
-    moved = objective.Recipe(skin_input=True, skin_init="agnostic").identity()
+    moved = replace(objective.PLAIN_RECIPE, skin_input=True, skin_init="agnostic").identity()
     assert moved == zero | {"skin_init": "agnostic"}

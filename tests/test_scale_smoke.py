@@ -31,7 +31,7 @@ from gardiffmini.models.attention import garment_processors
 from gardiffmini.models.encoders import build_tokenizer, make_clip
 from gardiffmini.models.vae import make_vae
 from gardiffmini.objective import DEFAULT_RECIPE, noise_scheduler
-from gardiffmini.pipeline import GarDiffPipeline
+from gardiffmini.pipeline import GarDiffPipeline, tryon_unet_input
 from gardiffmini.profiles import Profile, get_profile
 from gardiffmini.runs import step_generator
 
@@ -81,9 +81,14 @@ def sample_once(pipeline: GarDiffPipeline, profile: Profile) -> torch.Tensor:
     generator = torch.Generator().manual_seed(1)
     person = torch.rand(BATCH, 3, *profile.image_size, generator=generator) * 2 - 1
     mask = (torch.rand(BATCH, 1, *profile.image_size, generator=generator) > 0.5).float()
+    conditions = {}  # the person inputs of the book's recipe, where the UNet reads them
+    if pipeline.needs_densepose:
+        conditions["densepose"] = person.flip(-2)
+    if pipeline.needs_skin_colour:
+        conditions |= {"skin_colour": person[:, :, 0, 0], "agnostic_mask": mask}
     pipeline.set_progress_bar_config(disable=True)
     return pipeline(agnostic=person, warped_cloth=person.flip(-1), warped_mask=mask,
-                    cloth=person, num_inference_steps=1,
+                    cloth=person, num_inference_steps=1, **conditions,
                     guidance_scale=profile.guidance_scale,
                     generator=torch.Generator().manual_seed(2)).images
 
@@ -148,7 +153,8 @@ def test_every_attention_of_the_gpu_unet_runs_through_sdpa():
     assert n_self + n_cross == len(names) and n_cross > 0
     cache = synthetic_cache(profile, 1)
     tokens = adapter(cache["clip"], cache["warped"])
-    x = torch.cat([cache["x0"], cache["warped"], cache["agnostic"]], dim=1)
+    x = tryon_unet_input(cache["x0"], cache["warped"], cache["agnostic"], cache["pose"],
+                         cache["skin"])  # the book's recipe's inputs
     with torch.no_grad(), CountSDPA() as counter:
         unet(x, torch.tensor([500]), encoder_hidden_states=tokens,
              cross_attention_kwargs={"garment_mask": cache["warped_mask"]})

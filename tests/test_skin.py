@@ -1,10 +1,13 @@
 """The skin-colour cue: the face's colour, and the agnostic image painted in it."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from gardiffmini import baselines
 from gardiffmini.data.layout import PARSE
+from gardiffmini.evaluate import person_conditions
 from gardiffmini.skin import face_skin_colour, skin_primed_agnostic
 
 
@@ -71,3 +74,18 @@ def test_the_skin_primed_baselines_paint_the_agnostic_region_in_the_face_colour(
                                .expand(2, 3, 2, 6))
     torch.testing.assert_close(pasted[:, :, 7:], torch.ones(2, 3, 1, 6))
     torch.testing.assert_close(pasted[:, :, :5], images[:, :, :5].add(1).div(2))
+
+
+@pytest.mark.parametrize(("pose", "skin"), [(False, False), (True, False), (False, True),
+                                            (True, True)])
+def test_person_conditions_are_what_the_pipeline_reads(pose, skin):
+    agnostic, parse = _faces(rows=6)  # 24 face pixels: enough to read a colour from
+    batch = {"agnostic": agnostic, "parse": parse, "densepose": agnostic.flip(-1)}
+    reads = SimpleNamespace(needs_densepose=pose, needs_skin_colour=skin)  # a pipeline's flags
+    conditions = person_conditions(reads, batch)
+    assert set(conditions) == {name for name, read in (("densepose", pose), ("skin_colour", skin))
+                               if read}
+    if pose:
+        assert conditions["densepose"] is batch["densepose"]
+    if skin:
+        torch.testing.assert_close(conditions["skin_colour"], face_skin_colour(agnostic, parse))

@@ -39,7 +39,8 @@ def cache(profile):
     root = ensure_toyviton(profile, progress=False)
     vae, image_encoder = load_or_train_encoders(profile, progress=False)
     data = train.cached_training_set(root, profile, vae, image_encoder,
-                                     train.weights_hash(vae, image_encoder))
+                                     train.weights_hash(vae, image_encoder), pose=False,
+                                     skin=False)  # the plain recipe's
     return data, vae
 
 
@@ -54,7 +55,8 @@ def _condition_cache(profile, **conditions) -> tuple[dict, dict]:
     root = ensure_toyviton(profile, progress=False)
     vae, image_encoder = load_or_train_encoders(profile, progress=False)
     data = train.cached_training_set(root, profile, vae, image_encoder,
-                                     train.weights_hash(vae, image_encoder), **conditions)
+                                     train.weights_hash(vae, image_encoder),
+                                     **({"pose": False, "skin": False} | conditions))
     first = open_dataset(root, split="train", pairing="paired", size=profile.image_size)[0]
     return data, first
 
@@ -71,9 +73,15 @@ def skin_cache(cache, profile):
     return _condition_cache(profile, skin=True)
 
 
+@pytest.fixture(scope="module")
+def book_cache(profile):
+    """With both, as the book's recipe (``DEFAULT_RECIPE``) reads them."""
+    return _condition_cache(profile, pose=True, skin=True)
+
+
 CACHED_KEYS = {"x0", "warped", "agnostic", "clip", "warped_mask", "agnostic_mask",
                "garment_mask", "person"}
-POSE_RECIPE = replace(objective.DEFAULT_RECIPE, pose_input=True)
+POSE_RECIPE = replace(objective.PLAIN_RECIPE, pose_input=True)
 
 
 def test_training_noise_adds_one_constant_per_sample_and_channel():
@@ -110,8 +118,8 @@ def test_cached_training_set_shapes(cache, profile):
 
 
 @pytest.mark.parametrize("name", list(train.VARIANTS))
-def test_each_variant_builds_and_gives_a_finite_loss(cache, profile, name):
-    data, vae = cache
+def test_each_variant_builds_and_gives_a_finite_loss(cache, book_cache, profile, name):
+    (_, vae), (data, _) = cache, book_cache  # the book's recipe reads DensePose and skin
     variant = train.get_variant(name)
     unet, adapter = train.build_model(profile, variant)
     assert bool(garment_processors(unet)) == variant.garment_adapter
@@ -170,7 +178,8 @@ def test_non_finite_loss_stops_training(cache, profile, monkeypatch):
 
 
 def test_trained_pipeline_samples_images(cache, profile):
-    pipeline = train.train_variant("base", profile, seed=0, progress=False)
+    pipeline = train.train_variant("base", profile, seed=0, progress=False,
+                                 recipe=objective.PLAIN_RECIPE)
     assert isinstance(pipeline, GarDiffPipeline) and pipeline.run.finished
     h, w = profile.image_size
     agnostic = torch.zeros(1, 3, h, w)
@@ -185,6 +194,7 @@ def test_trained_pipeline_samples_images(cache, profile):
 
 
 def test_the_cache_without_pose_keeps_its_keys_and_file(cache, profile):
+    from gardiffmini.data.datasets import default_warp
     from gardiffmini.data.fingerprint import data_fingerprint
     from gardiffmini.data.toyviton import ensure_toyviton
     from gardiffmini.models.encoders import load_or_train_encoders
@@ -196,7 +206,7 @@ def test_the_cache_without_pose_keeps_its_keys_and_file(cache, profile):
     encoders_id = train.weights_hash(*load_or_train_encoders(profile, progress=False))
     key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,  # as before
                        "size": profile.image_size, "data": data_fingerprint(root, "train"),
-                       "warp": "computed"})
+                       "warp": default_warp(root)})
     assert (runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors").is_file()
 
 
@@ -220,7 +230,7 @@ def test_the_pose_cache_adds_the_densepose_on_the_latent_grid(cache, pose_cache,
 def test_the_pose_model_starts_as_the_model_without_pose(profile, name):
     variant = train.get_variant(name)
     torch.manual_seed(0)
-    plain, plain_adapter = train.build_model(profile, variant)
+    plain, plain_adapter = train.build_model(profile, variant, recipe=objective.PLAIN_RECIPE)
     torch.manual_seed(0)
     posed, posed_adapter = train.build_model(profile, variant, recipe=POSE_RECIPE)
     c = 3 * profile.latent_channels
@@ -265,23 +275,27 @@ def test_a_pose_step_gives_a_finite_loss_that_reaches_the_pose_weights(cache, po
     variant = train.get_variant("base+gfa")
     _assert_step_reaches_the_new_inputs(profile, variant, posed, POSE_RECIPE)
     scheduler, index = objective.noise_scheduler("v_prediction"), torch.tensor([0, 1])
-    # the default recipe ignores a cached pose: the loss is the plain cache's
+    # the plain recipe ignores a cached pose: the loss is the plain cache's
+    plain = objective.PLAIN_RECIPE
     torch.manual_seed(0)
-    plain_unet, plain_adapter = train.build_model(profile, variant)
+    plain_unet, plain_adapter = train.build_model(profile, variant, recipe=plain)
     with torch.no_grad():
         loss = {name: train.diffusion_step_loss(plain_unet, plain_adapter, data, index,
-                                                step_generator(0, 0), scheduler, variant)["loss"]
+                                                step_generator(0, 0), scheduler, variant,
+                                                recipe=plain)["loss"]
                 for name, data in (("plain", cache[0]), ("posed", posed))}
     assert torch.equal(loss["plain"], loss["posed"])
 
 
-def test_the_default_run_config_is_the_shipped_runs():
-    """Adding pose_input changed no default identity: the shipped cpu run's config is what
-    run_config gives today (without the data, warp and base train_variant adds)."""
+def test_the_plain_run_config_is_the_shipped_runs():
+    """The later recipe fields left the plain recipe's identity as it was: the shipped cpu
+    run's config is what run_config gives today with PLAIN_RECIPE (without the data, warp and
+    base train_variant adds)."""
     shipped = json.loads((Path(train.__file__).parent / "weights" / "tryon-cpu.json").read_text())
     profile = get_profile("cpu")
     config = train.run_config(profile, train.VARIANTS["base+gfa"], 1200,
-                              shipped["run_config"]["encoders"], make_unet(profile).config)
+                              shipped["run_config"]["encoders"], make_unet(profile).config,
+                              objective.PLAIN_RECIPE)
     assert "pose_input" not in config["recipe"]
     assert json.loads(json.dumps(config)) == {key: shipped["run_config"][key] for key in config}
 
@@ -291,7 +305,8 @@ def test_a_pose_run_trains_and_samples_with_the_densepose(pose_cache, profile):
     from gardiffmini.data.toyviton import ensure_toyviton
     from gardiffmini.evaluate import EVAL_KEYS, _stack, try_on
 
-    plain = train.train_variant("base", profile, seed=0, progress=False)
+    plain = train.train_variant("base", profile, seed=0, progress=False,
+                                 recipe=objective.PLAIN_RECIPE)
     posed = train.train_variant("base", profile, seed=0, progress=False, recipe=POSE_RECIPE)
     assert posed.run.finished and posed.run.folder != plain.run.folder
     assert posed.needs_densepose and not plain.needs_densepose
@@ -312,8 +327,10 @@ def test_a_pose_run_trains_and_samples_with_the_densepose(pose_cache, profile):
 
 
 def test_extra_input_channels_counts_each_person_condition(profile):
-    recipe = objective.DEFAULT_RECIPE
+    recipe = objective.PLAIN_RECIPE
     assert train.extra_input_channels(recipe, profile) == 0
+    assert (train.extra_input_channels(objective.DEFAULT_RECIPE, profile)
+            == POSE_CHANNELS + profile.latent_channels)
     assert train.extra_input_channels(replace(recipe, pose_input=True), profile) == POSE_CHANNELS
     skin = replace(recipe, skin_input=True)
     assert train.extra_input_channels(skin, profile) == profile.latent_channels
@@ -345,7 +362,7 @@ def test_the_skin_cache_adds_the_skin_primed_agnostic_latent(cache, skin_cache, 
 def test_a_skin_step_reaches_the_skin_weights(skin_cache, profile):
     skinned, _ = skin_cache
     _assert_step_reaches_the_new_inputs(profile, train.get_variant("base+gfa"), skinned,
-                                        replace(objective.DEFAULT_RECIPE, skin_input=True))
+                                        replace(objective.PLAIN_RECIPE, skin_input=True))
 
 
 def test_a_skin_run_trains_and_samples_with_the_face_colour(skin_cache, profile):
@@ -353,8 +370,9 @@ def test_a_skin_run_trains_and_samples_with_the_face_colour(skin_cache, profile)
     from gardiffmini.data.toyviton import ensure_toyviton
     from gardiffmini.evaluate import EVAL_KEYS, _stack, try_on
 
-    recipe = replace(objective.DEFAULT_RECIPE, skin_input=True)
-    plain = train.train_variant("base", profile, seed=0, progress=False)
+    recipe = replace(objective.PLAIN_RECIPE, skin_input=True)
+    plain = train.train_variant("base", profile, seed=0, progress=False,
+                                 recipe=objective.PLAIN_RECIPE)
     skinned = train.train_variant("base", profile, seed=0, progress=False, recipe=recipe)
     assert skinned.run.finished and skinned.run.folder != plain.run.folder
     assert skinned.needs_skin_colour and not plain.needs_skin_colour

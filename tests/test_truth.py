@@ -10,7 +10,13 @@ from imaging import IdentityVAE
 from gardiffmini import get_profile, metrics
 from gardiffmini.baselines import vae_round_trip
 from gardiffmini.data import toyviton
-from gardiffmini.data.datasets import WARPS, is_toyviton, loader_warp, open_dataset
+from gardiffmini.data.datasets import (
+    WARPS,
+    default_warp,
+    is_toyviton,
+    loader_warp,
+    open_dataset,
+)
 from gardiffmini.data.layout import PARSE, TRUTH_FILES, WARP_FILES, pair_stem, truth_path
 from gardiffmini.data.vitonhd import VitonHD
 
@@ -98,12 +104,16 @@ def test_the_warp_protocols(toy: Path, release_root: Path) -> None:
     assert is_toyviton(toy) and not is_toyviton(release_root)
     assert loader_warp(toy, "computed") == "tps"  # ToyVITON's cloth-warp is the oracle
     assert loader_warp(release_root, "computed") == "auto"  # a release's are computed ones
+    assert default_warp(toy) == "carved"  # the book's protocol
+    assert default_warp(release_root) == "computed"  # a release's written warps come first
     assert loader_warp(toy, "oracle") == "given"
     assert loader_warp(toy, "carved") == loader_warp(release_root, "carved") == "tps-arms"
     with pytest.raises(ValueError, match="warp must be one of"):
         loader_warp(toy, "exact")
-    computed = open_dataset(toy, "test", "unpaired", size=CI.image_size)
+    computed = open_dataset(toy, "test", "unpaired", size=CI.image_size, warp="computed")
     oracle = open_dataset(toy, "test", "unpaired", size=CI.image_size, warp="oracle")
+    carved = open_dataset(toy, "test", "unpaired", size=CI.image_size)  # the default
+    assert carved.warp == "tps-arms" and computed.warp == "tps"
     assert not any(computed.given_warp) and all(oracle.given_warp)
     a, b = computed[0], oracle[0]
     assert (a["warped_mask"] != b["warped_mask"]).any()  # the spline is not the truth

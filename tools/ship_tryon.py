@@ -8,7 +8,9 @@ the DDIM scheduler's config, the VAE's hash, the run's identity and provenance),
 back and checks that the loaded pipeline samples what the trained one does. The book's
 "Try it" page is built from these two files (``gardiffmini.export.page``); after shipping,
 rebuild the book. The model is ``gardiffmini.train.train_variant("base+gfa", profile,
-seed=0)``: today's recipe, training only where no finished run exists.
+seed=0, recipe=RECIPE, warp=WARP)`` (:mod:`gardiffmini.export.weights`: the page feeds the
+UNet no DensePose and no skin colour, so it runs the recipe without them on the computed
+warp), training only where no finished run exists.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 
 import torch
 
-from gardiffmini.export.weights import VARIANT, load_tryon, save_tryon
+from gardiffmini.export.weights import RECIPE, VARIANT, WARP, load_tryon, save_tryon
 from gardiffmini.profiles import get_profile
 from gardiffmini.reproduce import provenance
 from gardiffmini.train import train_variant
@@ -32,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     profile = get_profile(args.profile)
     started = time.perf_counter()
-    pipeline = train_variant(VARIANT, profile, seed=args.seed)
+    pipeline = train_variant(VARIANT, profile, seed=args.seed, recipe=RECIPE, warp=WARP)
     pipeline.set_progress_bar_config(disable=True)
     run = pipeline.run
     summary = run.metrics.get("summary", {})

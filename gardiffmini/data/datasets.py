@@ -23,6 +23,10 @@ Which warped garment ``I_w`` a model is given is the *warp protocol* (:data:`WAR
   ``cloth-warp/``; VITON-HD layout only.
 - ``"oracle"``: ToyVITON's exact warp (the garment as it lies on the body, arms left out),
   which no real data set has: every pair's ``cloth-warp/`` file is required.
+
+Where no protocol is named, :func:`default_warp` picks one: the carved warp on ToyVITON (the
+book's protocol), the computed one elsewhere, so that warps written in ``cloth-warp/`` are
+read.
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ WARPS = ("computed", "carved", "oracle")
 def is_toyviton(root: Path | str) -> bool:
     """Whether ``root`` is a ToyVITON data set (it holds ToyVITON's record)."""
     return (Path(root) / TOYVITON_RECORD).is_file()
+
+
+def default_warp(root: Path | str) -> str:
+    """The warp protocol of ``root`` where none is named: ``"carved"`` on ToyVITON, the book's
+    protocol (computed from the keypoints, a user's warp, with the arms in front of it;
+    chapter 7 measured it against ``"computed"``); ``"computed"`` on any other data, whose
+    written warps (``cloth-warp/``, or DressCode's) come first."""
+    return "carved" if is_toyviton(root) else "computed"
 
 
 def loader_warp(root: Path | str, warp: str) -> str:
@@ -83,13 +95,15 @@ def check_data(root: Path | str, split: str = "train", pairing: str = "paired",
 def open_dataset(
     root: Path | str, split: str = "train", pairing: str = "paired",
     size: tuple[int, int] | Profile | None = None,
-    pairs_file: str | Path | None = None, warp: str = "computed",
+    pairs_file: str | Path | None = None, warp: str | None = None,
 ) -> VitonHD | DressCode:
     """The dataset of ``split`` and ``pairing`` at ``root`` in its layout (see the module's
     docstring), its images of ``size``, its pairs from ``pairs_file`` where given, its warped
-    garments by the protocol ``warp`` (:data:`WARPS`; DressCode reads or computes its warps
-    as :class:`~gardiffmini.data.dresscode.DressCode` says and has no oracle)."""
+    garments by the protocol ``warp`` (:data:`WARPS`; ``None``: :func:`default_warp`;
+    DressCode reads or computes its warps as :class:`~gardiffmini.data.dresscode.DressCode`
+    says and has no oracle)."""
     root = Path(root)
+    warp = default_warp(root) if warp is None else warp
     if layout_of(root) == "dresscode":
         if warp != "computed":
             raise ValueError(f"{root}: DressCode has its written or computed warps only "

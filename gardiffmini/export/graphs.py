@@ -37,6 +37,12 @@ class DenoiseGraph(nn.Module):
 
     def __init__(self, pipeline: GarDiffPipeline) -> None:
         super().__init__()
+        if pipeline.needs_densepose or pipeline.needs_skin_colour:
+            raise ValueError(
+                "the page's denoising graph feeds the UNet [x_t, E(I_w), E(I_a)] only, and this "
+                f"UNet ({pipeline.unet.config.in_channels} input channels) reads the person's "
+                "DensePose or skin colour too: export a model trained with "
+                "gardiffmini.objective.PLAIN_RECIPE (tools/ship_tryon.py trains one)")
         self.unet, self.adapter = pipeline.unet, pipeline.adapter
 
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor,

@@ -36,7 +36,7 @@ from gardiffmini.data.datasets import open_dataset
 from gardiffmini.data.toyviton import generate
 from gardiffmini.data.vitonhd import read_pairs
 from gardiffmini.export import graphs
-from gardiffmini.export.weights import load_tryon, shipped_tryon_path, tryon_record
+from gardiffmini.export.weights import WARP, load_tryon, shipped_tryon_path, tryon_record
 from gardiffmini.models.encoders import clip_image_embeds
 from gardiffmini.paths import data_root
 from gardiffmini.pipeline import GarDiffPipeline, encode_latents
@@ -62,7 +62,8 @@ def gallery_root(profile: Profile) -> Path:
 def gallery_set(profile: Profile, n_persons: int = N_PERSONS, n_garments: int = N_GARMENTS
                 ) -> dict[str, torch.Tensor]:
     """Every (person, garment) pair of the first test persons and garments, as the library's
-    loader gives them (warped garments by its default warp), in person-major order."""
+    loader gives them (warped garments by the shipped model's warp,
+    :data:`~gardiffmini.export.weights.WARP`), in person-major order."""
     root = generate(gallery_root(profile), profile, n_train=0,
                     n_test=max(n_persons, n_garments), progress=False)
     pairs = read_pairs(root / "test_pairs.txt")
@@ -71,7 +72,7 @@ def gallery_set(profile: Profile, n_persons: int = N_PERSONS, n_garments: int = 
     pairs_file = root / "tryit_pairs.txt"
     pairs_file.write_text("".join(f"{p} {g}\n" for p in persons for g in garments))
     dataset = open_dataset(root, split="test", pairing="unpaired", size=profile.image_size,
-                           pairs_file=pairs_file)
+                           pairs_file=pairs_file, warp=WARP)
     samples = [dataset[i] for i in range(len(dataset))]
     keys = ("person", "agnostic", "agnostic_mask", "cloth", "warped_cloth", "warped_mask")
     out = {k: torch.stack([s[k] for s in samples]).float() for k in keys}

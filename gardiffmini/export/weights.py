@@ -19,12 +19,17 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.vae import load_shipped_vae
+from gardiffmini.objective import PLAIN_RECIPE
 from gardiffmini.pipeline import GarDiffPipeline
 from gardiffmini.profiles import Profile
 from gardiffmini.shipped import WEIGHTS_DIR
 from gardiffmini.train import weights_hash
 
 VARIANT = "base+gfa"
+# the page feeds the UNet no DensePose and no skin colour, so its model is trained with the
+# recipe without them, on the warp it computes for its gallery
+RECIPE = PLAIN_RECIPE
+WARP = "computed"
 COMPONENTS = ("unet", "adapter", "image_encoder")
 
 
