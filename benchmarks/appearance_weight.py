@@ -58,6 +58,7 @@ def main() -> None:
         rows[f"lambda={lam:g}"] = row
         print(f"lambda={lam:g}", json.dumps(row), flush=True)
     record = {"profile": profile.name, "seed": args.seed, "n_held_out": args.holdout,
+              "warp": default_warp(root),
               "protocol": "Base + GFA + AL (lambda = 0: Base + GFA) trained on the training "
                           f"pairs less the held-out ones, {default_warp(root)} warp, the "
                           "book's recipe; scored paired on the held-out training pairs",
