@@ -94,19 +94,23 @@ def test_two_processes_train_like_one_at_the_combined_batch(tmp_path):
     # ratio that such differences change by ~1e-7 too, except where a gradient is so close to
     # zero that rounding changes its sign; such a weight may move differently by up to
     # 2 * lr per step. So every weight agrees within 2 * lr * STEPS (8e-3), and only a few may
-    # come near it. Measured (Intel Xeon, 2 cores): the largest difference 8.0e-6, 3 of the
-    # 364,196 weights differ by more than 1e-6 and none by more than 1e-5; the updates differ
-    # by 7.4e-6 of their size. The bounds below: 1e-6 for all but 1 in 10,000 weights (36,
-    # 12x the measured 3), and 1e-4 of the update's size (13x the measured).
+    # come near it. Measured on 2 cores, of the 364,196 weights:
+    #   Intel Xeon: largest difference 8.0e-6; 3 differ by more than 1e-6, none by 1e-5;
+    #               the updates differ by 7.4e-6 of their size;
+    #   AMD EPYC:   largest difference 7.7e-5; 109 differ by more than 1e-6, 5 by 1e-5;
+    #               the updates differ by 7.7e-5 of their size (the same on a second run).
+    # The bounds below: 1e-6 for all but 1 in 1,000 weights (364, 3x the AMD's 109), and
+    # 1e-3 of the update's size (13x the AMD's). Halves of the batch swapped or dropped
+    # would move the updates by a large fraction of their size.
     bound = 2 * LEARNING_RATE * STEPS
     for key, value in one.items():
         torch.testing.assert_close(two[key], value, rtol=0, atol=bound, msg=key)
     differences = torch.cat([(two[k] - one[k]).abs().flatten() for k in one])
-    assert (differences > 1e-6).sum() <= differences.numel() // 10_000
+    assert (differences > 1e-6).sum() <= differences.numel() // 1_000
     update_one = torch.cat([(one[k] - initial[k]).flatten() for k in one])
     update_two = torch.cat([(two[k] - initial[k]).flatten() for k in one])
     assert update_one.norm() > 0
-    assert (update_two - update_one).norm() < 1e-4 * update_one.norm()
+    assert (update_two - update_one).norm() < 1e-3 * update_one.norm()
 
 def _initial_weights() -> dict[str, torch.Tensor]:
     from gardiffmini.models.unet import make_unet

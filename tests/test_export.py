@@ -173,7 +173,11 @@ def test_shipped_weights_load_back_into_the_same_pipeline(pipeline, tmp_path):
     pick = batch(2)
     images = [p(**pick, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images
               for p in (pipeline, loaded)]
-    torch.testing.assert_close(images[0], images[1], rtol=0, atol=1e-6)
+    # the same weights, bit for bit (above), compute the same images up to fp32 rounding: on
+    # an AMD EPYC, MKL's fp32 GEMM gave a Linear with bit-equal inputs and weights outputs
+    # 3.6e-7 apart depending on where the two models lie in memory, 3.9e-6 after the two
+    # steps (Intel Xeon: 0). The bound is 5x that.
+    torch.testing.assert_close(images[0], images[1], rtol=0, atol=2e-5)
 
     record["vae_hash"] = "0" * 12
     path.with_suffix(".json").write_text(json.dumps(record))
