@@ -1,9 +1,10 @@
 """The try-on model shipped, exported to ONNX and written into the Try it page's assets.
 
-A ``ci``-sized Base + GFA pipeline (random weights, the profile's shipped VAE) stands in for
-the shipped ``cpu`` model: the graphs must compute what PyTorch computes (1e-4, onnxruntime
-for Python), the page's loop must be :class:`GarDiffPipeline`'s (guidance, DDIM step,
-paste-back), and each DDIM step must be diffusers' for every spacing and prediction type.
+A ``ci``-sized Base + GFA pipeline of the book's recipe (random weights, the profile's shipped
+VAE; DensePose and skin colour inputs) stands in for the shipped ``cpu`` model: the graphs
+must compute what PyTorch computes (1e-4, onnxruntime for Python), the page's loop must be
+:class:`GarDiffPipeline`'s (guidance, DDIM step, paste-back), and each DDIM step must be
+diffusers' for every spacing and prediction type.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from gardiffmini.models.encoders import (  # noqa: E402
     make_clip,
 )
 from gardiffmini.models.vae import load_shipped_vae  # noqa: E402
-from gardiffmini.objective import noise_scheduler  # noqa: E402
+from gardiffmini.objective import PLAIN_RECIPE, Recipe, noise_scheduler  # noqa: E402
 from gardiffmini.pipeline import GarDiffPipeline  # noqa: E402
 from gardiffmini.profiles import get_profile  # noqa: E402
 from gardiffmini.train import build_model, get_variant  # noqa: E402
@@ -38,12 +39,12 @@ PROFILE = get_profile("ci")
 
 
 def make_pipeline(prediction_type: str = "v_prediction", spacing: str = "leading",
-                  seed: int = 0) -> GarDiffPipeline:
-    """A ci Base + GFA pipeline of the page's recipe (no person inputs), every weight
-    perturbed (so that no branch starts at zero and hides a difference), with the ci
-    profile's shipped VAE."""
+                  seed: int = 0, recipe: Recipe = weights.RECIPE) -> GarDiffPipeline:
+    """A ci Base + GFA pipeline of the page's recipe (the book's: DensePose and skin colour
+    inputs), every weight perturbed (so that no branch starts at zero and hides a
+    difference), with the ci profile's shipped VAE."""
     torch.manual_seed(seed)
-    unet, adapter = build_model(PROFILE, get_variant(weights.VARIANT), recipe=weights.RECIPE)
+    unet, adapter = build_model(PROFILE, get_variant(weights.VARIANT), recipe=recipe)
     with torch.no_grad():
         for p in [*unet.parameters(), *adapter.parameters()]:
             p.add_(torch.randn_like(p) * 0.02)
@@ -57,14 +58,21 @@ def make_pipeline(prediction_type: str = "v_prediction", spacing: str = "leading
     return pipeline
 
 
-def batch(seed: int = 1) -> dict[str, torch.Tensor]:
+def batch(pipeline: GarDiffPipeline, seed: int = 1) -> dict[str, torch.Tensor]:
+    """The pipeline's keyword arguments for one random person and garment: images, masks and
+    the person conditions ``pipeline`` reads (DensePose image, skin colour)."""
     g = torch.Generator().manual_seed(seed)
     size = PROFILE.image_size
     images = {k: torch.rand(1, 3, *size, generator=g) * 2 - 1
-              for k in ("agnostic", "warped_cloth", "cloth")}
+              for k in ("agnostic", "warped_cloth", "cloth", "densepose")}
     masks = {k: (torch.rand(1, 1, *size, generator=g) > 0.5).float()
              for k in ("warped_mask", "agnostic_mask")}
-    return images | masks
+    person = {"skin_colour": torch.rand(1, 3, generator=g) * 2 - 1}
+    if not pipeline.needs_densepose:
+        del images["densepose"]
+    if not pipeline.needs_skin_colour:
+        del person["skin_colour"]
+    return images | masks | person
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +92,7 @@ def test_the_graphs_compute_what_pytorch_computes(pipeline, runners):
         inputs["denoise"]["guidance_scale"] = torch.tensor([scale])
         for t in (999, 500, 1):
             inputs["denoise"]["timestep"] = torch.tensor([t])
-            want = graphs.DenoiseGraph(pipeline)(
-                *[inputs["denoise"][k] for k in graphs.DENOISE_INPUTS]).numpy()
+            want = graphs.DenoiseGraph(pipeline)(*inputs["denoise"].values()).numpy()
             got = runners["denoise"].run(None, {k: v.numpy()
                                                 for k, v in inputs["denoise"].items()})[0]
             assert np.abs(want).max() > 0.1
@@ -100,9 +107,12 @@ def test_the_graphs_compute_what_pytorch_computes(pipeline, runners):
 def test_the_page_loop_is_the_pipeline(pipeline, runners):
     """Guidance, DDIM steps read off diffusers and the paste-back, run on the exported
     graphs, give GarDiffPipeline's image; and the garment changes it."""
-    pick = batch()
+    pick = batch(pipeline)
     vae, scale = pipeline.vae, pipeline.vae.config.scaling_factor
+    pose, skin = pipeline.person_latents(pick["agnostic"], pick["agnostic_mask"],
+                                         pick.get("densepose"), pick.get("skin_colour"))
     condition = {
+        "pose_latents": pose.numpy(), "skin_latents": skin.numpy(),
         "warped_latents": (vae.encode(pick["warped_cloth"]).latent_dist.mean * scale).numpy(),
         "agnostic_latents": (vae.encode(pick["agnostic"]).latent_dist.mean * scale).numpy(),
         "clip_embeds": clip_image_embeds(pipeline.image_encoder, pick["cloth"]).numpy(),
@@ -116,6 +126,9 @@ def test_the_page_loop_is_the_pipeline(pipeline, runners):
         want = pipeline(**pick, num_inference_steps=4, guidance_scale=guidance,
                         generator=torch.Generator().manual_seed(0)).images.numpy()
         np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
+    without_pose = {k: v for k, v in condition.items() if k != "pose_latents"}
+    with pytest.raises(ValueError, match=r"lacks \['pose_latents'\]"):
+        graphs.onnx_try_on(runners, without_pose, noise, table, 2.0)
     other = dict(condition, clip_embeds=condition["clip_embeds"] * -1,
                  warped_latents=condition["warped_latents"][..., ::-1].copy())
     changed = graphs.onnx_try_on(runners, other, noise, table, 2.0)
@@ -142,14 +155,22 @@ def test_each_ddim_step_is_diffusers_step(prediction_type, spacing):
             float(scheduler.alphas_cumprod[int(t)]) ** 0.5)
 
 
-def test_a_model_with_person_inputs_is_refused_by_the_page():
-    unet, adapter = build_model(PROFILE, get_variant(weights.VARIANT))  # the book's recipe
-    pipeline = GarDiffPipeline(unet=unet, vae=load_shipped_vae(PROFILE),
-                               image_encoder=clip_image_encoder(make_clip(PROFILE,
-                                                                          build_tokenizer())),
-                               adapter=adapter, scheduler=DDIMScheduler())
-    with pytest.raises(ValueError, match="reads the person's DensePose or skin colour"):
-        graphs.DenoiseGraph(pipeline)
+def test_the_graph_takes_the_person_conditions_the_unet_reads(pipeline):
+    """The book's recipe reads DensePose and skin colour: the graph takes both, and they
+    change its output; a UNet trained without them gets a graph without those inputs."""
+    assert graphs.denoise_inputs(pipeline) == graphs.DENOISE_INPUTS + graphs.PERSON_INPUTS
+    inputs = graphs.example_inputs(pipeline)["denoise"]
+    graph = graphs.DenoiseGraph(pipeline)
+    with torch.no_grad():
+        noise = graph(*inputs.values())
+        for name in graphs.PERSON_INPUTS:
+            changed = graph(*(dict(inputs, **{name: -inputs[name]})).values())
+            assert (changed - noise).abs().max() > 1e-3, name
+    with pytest.raises(ValueError, match="reads the person conditions"):
+        graph(*list(inputs.values())[:-1])
+    plain = make_pipeline(recipe=PLAIN_RECIPE)
+    assert graphs.denoise_inputs(plain) == graphs.DENOISE_INPUTS
+    assert tuple(graphs.example_inputs(plain)["denoise"]) == graphs.DENOISE_INPUTS
 
 
 def test_a_scheduler_the_page_cannot_follow_is_refused():
@@ -170,7 +191,7 @@ def test_shipped_weights_load_back_into_the_same_pipeline(pipeline, tmp_path):
         want, got = getattr(pipeline, name).state_dict(), getattr(loaded, name).state_dict()
         assert want.keys() == got.keys()
         assert all(torch.equal(want[k], got[k]) for k in want), name
-    pick = batch(2)
+    pick = batch(pipeline, 2)
     images = [p(**pick, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images
               for p in (pipeline, loaded)]
     # the same weights, bit for bit (above), compute the same images up to fp32 rounding: on

@@ -8,7 +8,6 @@ import torch
 from gardiffmini import objective, train
 from gardiffmini.features import default_features
 from gardiffmini.models.attention import garment_processors
-from gardiffmini.models.unet import make_unet
 from gardiffmini.pipeline import POSE_CHANNELS, GarDiffPipeline, pose_latent
 from gardiffmini.profiles import get_profile
 from gardiffmini.runs import NonFiniteLossError, config_hash, step_generator
@@ -287,16 +286,19 @@ def test_a_pose_step_gives_a_finite_loss_that_reaches_the_pose_weights(cache, po
     assert torch.equal(loss["plain"], loss["posed"])
 
 
-def test_the_plain_run_config_is_the_shipped_runs():
-    """The later recipe fields left the plain recipe's identity as it was: the shipped cpu
-    run's config is what run_config gives today with PLAIN_RECIPE (without the data, warp and
-    base train_variant adds)."""
+def test_the_shipped_run_config_is_what_run_config_gives_today():
+    """The shipped cpu model's run is the book's recipe, and its config is what run_config
+    gives today with that recipe and a UNet widened for its person inputs (without the data,
+    warp and base train_variant adds): shipping it again reuses the same run."""
+    from gardiffmini.export.weights import RECIPE, WARP
+
     shipped = json.loads((Path(train.__file__).parent / "weights" / "tryon-cpu.json").read_text())
     profile = get_profile("cpu")
+    unet, _ = train.build_model(profile, train.VARIANTS["base+gfa"], recipe=RECIPE)
     config = train.run_config(profile, train.VARIANTS["base+gfa"], 1200,
-                              shipped["run_config"]["encoders"], make_unet(profile).config,
-                              objective.PLAIN_RECIPE)
-    assert "pose_input" not in config["recipe"]
+                              shipped["run_config"]["encoders"], unet.config, RECIPE)
+    assert RECIPE == objective.DEFAULT_RECIPE and shipped["run_config"]["warp"] == WARP
+    assert config["recipe"]["pose_input"] and config["recipe"]["skin_input"]
     assert json.loads(json.dumps(config)) == {key: shipped["run_config"][key] for key in config}
 
 

@@ -8,9 +8,9 @@ the DDIM scheduler's config, the VAE's hash, the run's identity and provenance),
 back and checks that the loaded pipeline samples what the trained one does. The book's
 "Try it" page is built from these two files (``gardiffmini.export.page``); after shipping,
 rebuild the book. The model is ``gardiffmini.train.train_variant("base+gfa", profile,
-seed=0, recipe=RECIPE, warp=WARP)`` (:mod:`gardiffmini.export.weights`: the page feeds the
-UNet no DensePose and no skin colour, so it runs the recipe without them on the computed
-warp), training only where no finished run exists.
+seed=0, recipe=RECIPE, warp=WARP)`` (:mod:`gardiffmini.export.weights`: the book's recipe
+on the book's warp, so the run of seed 0 that chapter 4 trains is reused where
+``$GARDIFF_DATA`` holds it), training only where no finished run exists.
 """
 
 from __future__ import annotations
@@ -52,9 +52,15 @@ def main() -> None:
         agnostic = torch.rand(1, 3, *size, generator=inputs) * 2 - 1
         cloth = torch.rand(1, 3, *size, generator=inputs) * 2 - 1
         mask = (torch.rand(1, 1, *size, generator=inputs) > 0.5).float()
+        person = {}  # the person conditions the book's recipe reads
+        if pipe.needs_densepose:
+            person["densepose"] = torch.rand(1, 3, *size, generator=inputs) * 2 - 1
+        if pipe.needs_skin_colour:
+            person["skin_colour"] = torch.rand(1, 3, generator=inputs) * 2 - 1
         images[name] = pipe(agnostic=agnostic, warped_cloth=cloth, warped_mask=mask,
-                            cloth=cloth, num_inference_steps=3,
-                            guidance_scale=profile.guidance_scale, generator=g).images
+                            cloth=cloth, agnostic_mask=1 - mask, **person,
+                            num_inference_steps=3, guidance_scale=profile.guidance_scale,
+                            generator=g).images
     difference = (images["trained"] - images["shipped"]).abs().max().item()
     if difference > 1e-4:
         raise RuntimeError(f"{path} loads back into a pipeline that samples differently "

@@ -274,6 +274,13 @@
         warped_mask: tensor('float32', item(arrays.warped_mask, pair), mdims),
         guidance_scale: tensor('float32', Float32Array.from([guidance]), [1])
       };
+      // the person conditions the model was trained with (DensePose, skin colour), per person
+      ['pose_latents', 'skin_latents'].forEach(function (name) {
+        if (arrays[name]) {
+          fixed[name] = tensor('float32', item(arrays[name], person),
+                               [1].concat(arrays[name].shape.slice(1)));
+        }
+      });
       var agnostic = tensor('float32', item(arrays.agnostic, person), [1, 3, h, w]);
       var agnosticMask = tensor('float32', item(arrays.agnostic_mask, person), mdims);
       function decode(z) {

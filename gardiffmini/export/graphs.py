@@ -4,8 +4,11 @@
 
 - :class:`DenoiseGraph`: one guided noise prediction, exactly the body of the pipeline's
   sampling loop: the adapter's garment tokens with and without the garment, the UNet on
-  ``[x_t, E(I_w), E(I_a)]`` for both (a zero ``E(I_w)`` without it), and classifier-free
-  guidance ``eps_u + g (eps_c - eps_u)``.
+  ``[x_t, E(I_w), E(I_a)]`` and the person conditions the model was trained with (the
+  DensePose on the latent grid, the skin-primed agnostic latent) for both (a zero ``E(I_w)``
+  without the garment), and classifier-free guidance ``eps_u + g (eps_c - eps_u)``. The
+  person conditions are inputs, computed outside the graph as the pipeline computes them
+  (:meth:`GarDiffPipeline.person_latents`); :func:`denoise_inputs` names a model's inputs.
 - :class:`DecodeGraph`: the VAE decoder, the paste-back outside the agnostic mask and the
   image processor's ``[0, 1]`` range.
 - :func:`ddim_table`: the scheduler's timesteps and ``alphas_cumprod``, and each DDIM step as
@@ -28,27 +31,31 @@ import torch
 from diffusers import DDIMScheduler
 from torch import nn
 
-from gardiffmini.pipeline import GarDiffPipeline, tryon_unet_input
+from gardiffmini.pipeline import POSE_CHANNELS, GarDiffPipeline, tryon_unet_input
 
 
 class DenoiseGraph(nn.Module):
     """``eps_u + g (eps_c - eps_u)`` at one timestep, as :class:`GarDiffPipeline` computes it
-    for a guidance scale ``g > 1`` (for ``g <= 1`` the pipeline takes ``eps_c``: pass ``g = 1``)."""
+    for a guidance scale ``g > 1`` (for ``g <= 1`` the pipeline takes ``eps_c``: pass ``g = 1``).
+    Its inputs are :func:`denoise_inputs` of the pipeline, in that order: the person
+    conditions the UNet reads (``pose_latents``, ``skin_latents``) come last, where it reads
+    them, and enter both halves unchanged, as ``E(I_a)`` does."""
 
     def __init__(self, pipeline: GarDiffPipeline) -> None:
         super().__init__()
-        if pipeline.needs_densepose or pipeline.needs_skin_colour:
-            raise ValueError(
-                "the page's denoising graph feeds the UNet [x_t, E(I_w), E(I_a)] only, and this "
-                f"UNet ({pipeline.unet.config.in_channels} input channels) reads the person's "
-                "DensePose or skin colour too: export a model trained with "
-                "gardiffmini.objective.PLAIN_RECIPE (tools/ship_tryon.py trains one)")
         self.unet, self.adapter = pipeline.unet, pipeline.adapter
+        self.person_inputs = denoise_inputs(pipeline)[len(DENOISE_INPUTS):]
 
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor,
                 warped_latents: torch.Tensor, agnostic_latents: torch.Tensor,
                 clip_embeds: torch.Tensor, warped_mask: torch.Tensor,
-                guidance_scale: torch.Tensor) -> torch.Tensor:
+                guidance_scale: torch.Tensor, *person_latents: torch.Tensor) -> torch.Tensor:
+        if len(person_latents) != len(self.person_inputs):
+            raise ValueError(f"DenoiseGraph: this UNet reads the person conditions "
+                             f"{self.person_inputs}, got {len(person_latents)} of them")
+        person = dict(zip(self.person_inputs, person_latents, strict=True))
+        pose, skin = (None if person.get(name) is None else torch.cat([person[name]] * 2)
+                      for name in PERSON_INPUTS)
         tokens = torch.cat([self.adapter(torch.zeros_like(clip_embeds),
                                          torch.zeros_like(warped_latents)),
                             self.adapter(clip_embeds, warped_latents)])
@@ -56,7 +63,8 @@ class DenoiseGraph(nn.Module):
         agnostic = torch.cat([agnostic_latents, agnostic_latents])
         kwargs = ({"garment_mask": torch.cat([warped_mask, warped_mask])}
                   if self.adapter.config.use_vae_tokens else None)
-        noise = self.unet(tryon_unet_input(torch.cat([latents, latents]), warped, agnostic),
+        noise = self.unet(tryon_unet_input(torch.cat([latents, latents]), warped, agnostic,
+                                           pose, skin),
                           timestep, encoder_hidden_states=tokens,
                           cross_attention_kwargs=kwargs).sample
         unconditional, conditional = noise.chunk(2)
@@ -80,12 +88,23 @@ class DecodeGraph(nn.Module):
 
 DENOISE_INPUTS = ("latents", "timestep", "warped_latents", "agnostic_latents", "clip_embeds",
                   "warped_mask", "guidance_scale")
+PERSON_INPUTS = ("pose_latents", "skin_latents")  # GarDiffPipeline.person_latents, in order
 DECODE_INPUTS = ("latents", "agnostic", "agnostic_mask")
+
+
+def denoise_inputs(pipeline: GarDiffPipeline) -> tuple[str, ...]:
+    """The inputs of ``pipeline``'s :class:`DenoiseGraph`: :data:`DENOISE_INPUTS`, then those
+    of :data:`PERSON_INPUTS` its UNet reads (trained with the recipe's ``pose_input``,
+    ``skin_input``)."""
+    reads = (pipeline.needs_densepose, pipeline.needs_skin_colour)
+    return DENOISE_INPUTS + tuple(name for name, read in zip(PERSON_INPUTS, reads, strict=True)
+                                  if read)
 
 
 def example_inputs(pipeline: GarDiffPipeline, generator: torch.Generator | None = None
                    ) -> dict[str, dict[str, torch.Tensor]]:
-    """Random inputs of the right shapes for both graphs (batch 1)."""
+    """Random inputs of the right shapes for both graphs (batch 1); the denoising graph's
+    are those of :func:`denoise_inputs`."""
     g = generator or torch.Generator().manual_seed(0)
     channels = pipeline.vae.config.latent_channels
     height, width = pipeline.unet.config.sample_size
@@ -95,14 +114,17 @@ def example_inputs(pipeline: GarDiffPipeline, generator: torch.Generator | None 
         return torch.randn(*shape, generator=g)
 
     mask = (torch.rand(1, 1, height * factor, width * factor, generator=g) > 0.5).float()
+    denoise = {
+        "latents": randn(1, channels, height, width), "timestep": torch.tensor([500]),
+        "warped_latents": randn(1, channels, height, width),
+        "agnostic_latents": randn(1, channels, height, width),
+        "clip_embeds": randn(1, pipeline.image_encoder.config.projection_dim),
+        "warped_mask": mask, "guidance_scale": torch.tensor([2.0]),
+        "pose_latents": randn(1, POSE_CHANNELS, height, width).clamp(-1, 1),
+        "skin_latents": randn(1, channels, height, width),
+    }
     return {
-        "denoise": {
-            "latents": randn(1, channels, height, width), "timestep": torch.tensor([500]),
-            "warped_latents": randn(1, channels, height, width),
-            "agnostic_latents": randn(1, channels, height, width),
-            "clip_embeds": randn(1, pipeline.image_encoder.config.projection_dim),
-            "warped_mask": mask, "guidance_scale": torch.tensor([2.0]),
-        },
+        "denoise": {name: denoise[name] for name in denoise_inputs(pipeline)},
         "decode": {
             "latents": randn(1, channels, height, width),
             "agnostic": randn(1, 3, height * factor, width * factor).clamp(-1, 1),
@@ -114,7 +136,7 @@ def example_inputs(pipeline: GarDiffPipeline, generator: torch.Generator | None 
 def export_graphs(pipeline: GarDiffPipeline) -> dict[str, bytes]:
     """``{"denoise": onnx bytes, "decode": onnx bytes}``: each graph in one file, float32."""
     inputs = example_inputs(pipeline)
-    graphs = {"denoise": (DenoiseGraph(pipeline), DENOISE_INPUTS, "noise"),
+    graphs = {"denoise": (DenoiseGraph(pipeline), denoise_inputs(pipeline), "noise"),
               "decode": (DecodeGraph(pipeline), DECODE_INPUTS, "image")}
     out = {}
     for name, (module, names, output) in graphs.items():
@@ -204,14 +226,21 @@ def sessions(graphs: dict[str, bytes]) -> dict:
 def onnx_try_on(runners: dict, condition: dict[str, np.ndarray], noise: np.ndarray,
                 table: dict, guidance_scale: float) -> np.ndarray:
     """The page's loop: ``noise`` -> guided DDIM with ``table`` -> decoded, pasted image
-    ``(1, 3, H, W)`` in [0, 1]. ``condition`` holds the arrays of :data:`DENOISE_INPUTS` but
-    the first two and the last, and ``agnostic``, ``agnostic_mask``; batch 1, float32."""
+    ``(1, 3, H, W)`` in [0, 1]. ``condition`` holds the arrays of the denoising graph's
+    inputs (:func:`denoise_inputs`) but ``latents``, ``timestep`` and ``guidance_scale``, and
+    ``agnostic``, ``agnostic_mask``; batch 1, float32."""
     latents = noise.astype(np.float32)
     scale = np.array([max(guidance_scale, 1.0)], dtype=np.float32)
+    per_step = ("latents", "timestep", "guidance_scale")
+    needed = [i.name for i in runners["denoise"].get_inputs() if i.name not in per_step]
+    missing = [k for k in (*needed, "agnostic", "agnostic_mask") if k not in condition]
+    if missing:
+        raise ValueError(f"onnx_try_on: condition lacks {missing}, which the graphs read "
+                         f"(it has {sorted(condition)})")
+    fixed = {k: condition[k] for k in needed}
     for t, (a, b) in zip(table["timesteps"], table["prev"], strict=True):
         feed = {"latents": latents, "timestep": np.array([t], dtype=np.int64),
-                "guidance_scale": scale,
-                **{k: condition[k] for k in DENOISE_INPUTS[2:6]}}
+                "guidance_scale": scale, **fixed}
         eps = runners["denoise"].run(None, feed)[0]
         latents = (a * latents + b * eps).astype(np.float32)
     return runners["decode"].run(None, {"latents": latents, "agnostic": condition["agnostic"],

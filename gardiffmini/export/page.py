@@ -10,7 +10,8 @@ page loads the large ones only when the reader presses the button:
 
 - ``manifest.js``: what was built, the model's identity, file sizes, what is missing;
 - ``gallery.js``: persons and garments (pictures), every model input computed here in
-  Python (latents, CLIP embeddings, masks), warp + paste, the DDIM tables, shipped noise;
+  Python (latents, CLIP embeddings, masks, the person conditions: DensePose and skin-primed
+  latents), warp + paste, the DDIM tables, shipped noise;
 - ``models.js``: the two ONNX graphs of :mod:`gardiffmini.export.graphs`;
 - ``ort.js`` and ``ort-wasm.js``: onnxruntime-web's classic script, its wasm and glue,
   from ``node_modules`` (``npm ci`` at the repository root installs the pinned version).
@@ -35,6 +36,7 @@ from gardiffmini.baselines import warp_and_paste
 from gardiffmini.data.datasets import open_dataset
 from gardiffmini.data.toyviton import generate
 from gardiffmini.data.vitonhd import read_pairs
+from gardiffmini.evaluate import PIPELINE_KEYS, person_conditions
 from gardiffmini.export import graphs
 from gardiffmini.export.weights import WARP, load_tryon, shipped_tryon_path, tryon_record
 from gardiffmini.models.encoders import clip_image_embeds
@@ -74,8 +76,10 @@ def gallery_set(profile: Profile, n_persons: int = N_PERSONS, n_garments: int = 
     dataset = open_dataset(root, split="test", pairing="unpaired", size=profile.image_size,
                            pairs_file=pairs_file, warp=WARP)
     samples = [dataset[i] for i in range(len(dataset))]
-    keys = ("person", "agnostic", "agnostic_mask", "cloth", "warped_cloth", "warped_mask")
-    out = {k: torch.stack([s[k] for s in samples]).float() for k in keys}
+    keys = ("person", "agnostic", "agnostic_mask", "cloth", "warped_cloth", "warped_mask",
+            "densepose", "parse")
+    out = {k: torch.stack([s[k] for s in samples]) for k in keys}
+    out = {k: v if k == "parse" else v.float() for k, v in out.items()}
     out["names"] = [(s["person_name"], s["cloth_name"]) for s in samples]
     return out
 
@@ -84,15 +88,25 @@ def gallery_set(profile: Profile, n_persons: int = N_PERSONS, n_garments: int = 
 def conditioning(pipeline: GarDiffPipeline, pairs: dict, n_persons: int, n_garments: int
                  ) -> dict[str, np.ndarray]:
     """The model inputs of the page, computed as :class:`GarDiffPipeline` computes them:
-    per person ``agnostic``, ``agnostic_mask``, ``E(I_a)``; per garment ``CLIP(I_c)``; per
-    pair ``E(I_w)``, ``m_w`` and warp + paste (uint8, for display)."""
+    per person ``agnostic``, ``agnostic_mask``, ``E(I_a)`` and the person conditions the
+    model reads (``pose_latents``, ``skin_latents``: :meth:`GarDiffPipeline.person_latents`
+    of the person's DensePose and face skin colour, as the book's evaluation passes them);
+    per garment ``CLIP(I_c)``; per pair ``E(I_w)``, ``m_w`` and warp + paste (uint8, for
+    display)."""
     vae, encoder = pipeline.vae, pipeline.image_encoder
     persons = slice(0, n_persons * n_garments, n_garments)
-    agnostic = pairs["agnostic"][persons]
+    person_rows = {k: v[persons] for k, v in pairs.items() if isinstance(v, torch.Tensor)}
+    agnostic = person_rows["agnostic"]
+    pose, skin = pipeline.person_latents(agnostic, person_rows["agnostic_mask"],
+                                         **person_conditions(pipeline, person_rows))
+    person_latents = {name: latents.numpy() for name, latents
+                      in zip(graphs.PERSON_INPUTS, (pose, skin), strict=True)
+                      if latents is not None}
     return {
         "agnostic": agnostic.numpy(),
-        "agnostic_mask": pairs["agnostic_mask"][persons].numpy(),
+        "agnostic_mask": person_rows["agnostic_mask"].numpy(),
         "agnostic_latents": encode_latents(vae, agnostic).numpy(),
+        **person_latents,
         "clip_embeds": clip_image_embeds(encoder, pairs["cloth"][:n_garments]).numpy(),
         "warped_latents": encode_latents(vae, pairs["warped_cloth"]).numpy(),
         "warped_mask": pairs["warped_mask"].numpy(),
@@ -148,14 +162,12 @@ def _script(key: str, value) -> str:
 def reference_try_on(pipeline: GarDiffPipeline, pairs: dict, n_garments: int, profile: Profile,
                      person: int, garment: int, seed: int, steps: int) -> np.ndarray:
     """The PyTorch pipeline's try-on of one gallery pair, as ``try_on`` calls it (pasted back
-    outside the agnostic mask): (3, H, W) in [0, 1]."""
+    outside the agnostic mask, with the person conditions the model reads): (3, H, W) in
+    [0, 1]."""
     i = person * n_garments + garment
-    batch = {k: pairs[k][i:i + 1] for k in ("agnostic", "warped_cloth", "warped_mask", "cloth",
-                                             "agnostic_mask")}
-    return pipeline(agnostic=batch["agnostic"], warped_cloth=batch["warped_cloth"],
-                    warped_mask=batch["warped_mask"], cloth=batch["cloth"],
-                    agnostic_mask=batch["agnostic_mask"], num_inference_steps=steps,
-                    guidance_scale=profile.guidance_scale,
+    rows = {k: v[i:i + 1] for k, v in pairs.items() if isinstance(v, torch.Tensor)}
+    return pipeline(**{k: rows[k] for k in PIPELINE_KEYS}, **person_conditions(pipeline, rows),
+                    num_inference_steps=steps, guidance_scale=profile.guidance_scale,
                     generator=torch.Generator().manual_seed(seed)).images[0].numpy()
 
 
@@ -163,8 +175,10 @@ def onnx_inputs(cond: dict[str, np.ndarray], n_garments: int, person: int, garme
                 ) -> dict[str, np.ndarray]:
     """The arrays one page run feeds the graphs, picked from the gallery as the page picks them."""
     i = person * n_garments + garment
+    person_latents = {name: cond[name][person:person + 1] for name in graphs.PERSON_INPUTS
+                      if name in cond}
     return {"warped_latents": cond["warped_latents"][i:i + 1],
-            "agnostic_latents": cond["agnostic_latents"][person:person + 1],
+            "agnostic_latents": cond["agnostic_latents"][person:person + 1], **person_latents,
             "clip_embeds": cond["clip_embeds"][garment:garment + 1],
             "warped_mask": cond["warped_mask"][i:i + 1],
             "agnostic": cond["agnostic"][person:person + 1],
