@@ -8,8 +8,8 @@ scaled, so that small gradients do not underflow fp16's range (accelerate's
 is skipped and the scale halved). ``torch.cuda.is_bf16_supported()`` is not the test: by
 default it counts emulation and answers ``True`` on a T4, where bf16 runs slower than fp32.
 On a CPU the answer is fp32 (``"no"``): accelerate's fp16 does nothing there, and bf16
-(+7-19 % steps/s on an AVX512-BF16 CPU, ``../shared/FINDINGS.md``) would change the runs
-whose results the book commits.
+autocast trains the book's recipe 6.6 to 9 times *slower* even on a CPU with AVX512-BF16
+(a 2-core AMD EPYC, ``book/results/bench-cpu-bf16-amd-epyc.json``).
 """
 
 from __future__ import annotations
