@@ -7,7 +7,10 @@ the appearance loss through the VAE decoder) for each of the four variants, and 
 the *peer*: the same UNet trained by a plain fp32 diffusers-style loop (UNet forward, noise
 MSE, AdamW; no adapter, no appearance loss, no EMA, no recipe). The ratio of the two says
 what GarDiff's extras and the loop cost. It prints the table and writes
-``book/results/bench-<device>-<profile>.json`` with its provenance.
+``book/results/bench-<device>-<profile>.json`` with its provenance. ``--set KEY=VALUE``
+(repeatable) benches the profile with one field replaced, e.g. ``--set unet_head_dim=32``, and
+names the file for it (``bench-cpu-cpu-unet_head_dim-32.json``); the JSON records the fields
+that differ from the named profile.
 
 Throughput does not depend on what the weights are, so the models start at random and the
 training set is random latents of the profile's shapes (nothing is generated, trained or
@@ -18,6 +21,7 @@ and ends before the run's last step, so checkpoint writing is left out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import re
@@ -209,6 +213,28 @@ def provenance(device: torch.device) -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def profile_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> ``(KEY, VALUE)`` for :func:`~gardiffmini.profiles.get_profile`: KEY a
+    field of :class:`~gardiffmini.profiles.Profile`, VALUE JSON (lists become tuples), e.g.
+    ``unet_head_dim=32`` or ``unet_channels=[64,128]``."""
+    key, sep, value = text.partition("=")
+    names = [f.name for f in dataclasses.fields(Profile)]
+    if not sep or key not in names:
+        raise ValueError(f"profile override {text!r}: expected KEY=VALUE with KEY one of {names}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"profile override {text!r}: VALUE must be JSON ({error})") from error
+    return key, tuple(parsed) if isinstance(parsed, list) else parsed
+
+
+def overridden(profile: Profile) -> dict:
+    """The fields in which ``profile`` differs from the named profile it is a variant of."""
+    named = PROFILES[profile.name]
+    return {f.name: getattr(profile, f.name) for f in dataclasses.fields(Profile)
+            if getattr(profile, f.name) != getattr(named, f.name)}
+
+
 def bench(profile: str | Profile, steps: int | None = None, warmup: int = 3,
           mixed_precision: str = "no", speed: Speed = DEFAULT_SPEED,
           variants: list[str] | None = None) -> dict:
@@ -232,7 +258,8 @@ def bench(profile: str | Profile, steps: int | None = None, warmup: int = 3,
     return {
         "what": "training steps/s of each variant (the library's loop) beside a plain fp32 "
                 "diffusers loop on the same UNet (the peer); random weights and latents",
-        "profile": profile.name, "batch_size": profile.batch_size,
+        "profile": profile.name, "overrides": overridden(profile),
+        "batch_size": profile.batch_size,
         "image_size": list(profile.image_size), "steps": steps, "warmup": warmup,
         "mixed_precision": mixed_precision,
         "speed": {"gradient_checkpointing": speed.gradient_checkpointing,
@@ -271,6 +298,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", default=None, metavar="BACKEND",
                         help="torch.compile the modules with this backend, e.g. inductor")
     parser.add_argument("--variants", nargs="+", default=None, choices=sorted(train.VARIANTS))
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        type=profile_override, metavar="KEY=VALUE",
+                        help="replace one field of the profile (JSON value), e.g. "
+                             "unet_head_dim=32; the file's name gains -KEY-VALUE")
     parser.add_argument("--out", type=Path, default=Path("book/results"),
                         help="folder of bench-<device>-<profile>.json")
 
@@ -279,12 +310,14 @@ def run_from_args(args: argparse.Namespace) -> Path:
     """Run the benchmark as ``args`` say, print its table and write its JSON; return the path."""
     speed = Speed(gradient_checkpointing=args.gradient_checkpointing,
                   compile_backend=args.compile)
-    result = bench(args.profile, args.steps, args.warmup, args.mixed_precision, speed,
-                   args.variants)
+    profile = get_profile(args.profile, **dict(args.overrides))
+    result = bench(profile, args.steps, args.warmup, args.mixed_precision, speed, args.variants)
     print(table(result))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench-{device_slug(device)}-{result['profile']}.json"
+    suffix = "".join(f"-{key}-{re.sub(r'[^A-Za-z0-9.]+', '-', str(value)).strip('-')}"
+                     for key, value in args.overrides)
+    path = args.out / f"bench-{device_slug(device)}-{result['profile']}{suffix}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     return path
