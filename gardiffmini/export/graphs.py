@@ -54,7 +54,7 @@ class DenoiseGraph(nn.Module):
             raise ValueError(f"DenoiseGraph: this UNet reads the person conditions "
                              f"{self.person_inputs}, got {len(person_latents)} of them")
         person = dict(zip(self.person_inputs, person_latents, strict=True))
-        pose, skin = (None if person.get(name) is None else torch.cat([person[name]] * 2)
+        pose, skin = (torch.cat([person[name]] * 2) if name in person else None
                       for name in PERSON_INPUTS)
         tokens = torch.cat([self.adapter(torch.zeros_like(clip_embeds),
                                          torch.zeros_like(warped_latents)),

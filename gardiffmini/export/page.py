@@ -78,8 +78,8 @@ def gallery_set(profile: Profile, n_persons: int = N_PERSONS, n_garments: int = 
     samples = [dataset[i] for i in range(len(dataset))]
     keys = ("person", "agnostic", "agnostic_mask", "cloth", "warped_cloth", "warped_mask",
             "densepose", "parse")
-    out = {k: torch.stack([s[k] for s in samples]) for k in keys}
-    out = {k: v if k == "parse" else v.float() for k, v in out.items()}
+    stacked = {k: torch.stack([s[k] for s in samples]) for k in keys}
+    out = {k: v if k == "parse" else v.float() for k, v in stacked.items()}  # parse: labels
     out["names"] = [(s["person_name"], s["cloth_name"]) for s in samples]
     return out
 
