@@ -63,7 +63,7 @@ def held_out_ssim(unet, adapter, vae, encoder, profile, pairs, seed: int,
 def curve(name: str, args, profile, cache, vae, encoder, pairs, base=None) -> dict:
     recipe, variant = RECIPES[name], train.get_variant(args.variant)
     torch.manual_seed(args.seed)
-    unet, adapter = train.build_model(profile, variant, base)
+    unet, adapter = train.build_model(profile, variant, base, recipe)
     params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, weight_decay=0.01)
     schedule = warmup_schedule(optimizer, profile.warmup_steps)

@@ -49,7 +49,14 @@ class Recipe:
       a lever of chapter 7, on in the book's recipe;
     - ``skin_init``: how those channels start: ``"zero"``, at zero (the model starts as the
       one without them); ``"agnostic"``, with ``E(I_a)``'s weights, ``E(I_a)``'s own at
-      zero (the model starts as the one without them would on the skin-primed image).
+      zero (the model starts as the one without them would on the skin-primed image);
+    - ``person_base``: the shared inpainting base (:mod:`gardiffmini.inpainting_base`) reads
+      those person inputs too, so that a variant starts from a UNet that has already learnt
+      to read them over the base's steps (where bare arms go, what colour they are),
+      instead of from zero over its own (the base is given them as a variant is, so with
+      ``skin_init="agnostic"`` it reads the skin-primed agnostic image where it would read
+      the grey one). ``False``: the base has no person inputs (:data:`PLAIN_RECIPE`'s, the
+      base that ships).
 
     The defaults are the book's recipe (:data:`DEFAULT_RECIPE`). Chapter 7 measured the
     DensePose and the skin colour as levers against :data:`PLAIN_RECIPE` before they became
@@ -65,6 +72,7 @@ class Recipe:
     pose_input: bool = True
     skin_input: bool = True
     skin_init: str = "agnostic"
+    person_base: bool = False
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
@@ -72,6 +80,9 @@ class Recipe:
                              f"{self.prediction_type!r}")
         if self.skin_init not in SKIN_INITS:
             raise ValueError(f"skin_init must be one of {SKIN_INITS}, got {self.skin_init!r}")
+        if self.person_base and not (self.pose_input or self.skin_input):
+            raise ValueError("person_base needs a person input (pose_input or skin_input) for "
+                             "the base to read")
 
     def identity(self) -> dict:
         """The fields for a run's identity: every field, less those added after runs were
@@ -83,7 +94,7 @@ class Recipe:
 
 # fields added to Recipe after runs were shipped, with the value that leaves the loss as it was
 LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False, "skin_input": False,
-                "skin_init": "zero"}
+                "skin_init": "zero", "person_base": False}
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -96,6 +107,16 @@ DEFAULT_RECIPE = Recipe()
 # the shared inpainting base (it has no person inputs) and of the runs shipped before the
 # later fields existed, and the one chapter 7's levers were measured against
 PLAIN_RECIPE = replace(DEFAULT_RECIPE, **LATER_FIELDS)
+
+
+def base_recipe(recipe: Recipe) -> Recipe:
+    """The recipe the shared inpainting base of a variant trained with ``recipe`` is trained
+    with: :data:`PLAIN_RECIPE`, with ``recipe``'s person inputs where ``recipe.person_base``
+    asks for a base that reads them (the base that ships has none)."""
+    if not recipe.person_base:
+        return PLAIN_RECIPE
+    return replace(PLAIN_RECIPE, pose_input=recipe.pose_input, skin_input=recipe.skin_input,
+                   skin_init=recipe.skin_init, person_base=True)
 
 
 def training_noise(

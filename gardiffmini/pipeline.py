@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -39,9 +40,13 @@ from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import garment_processors
 from gardiffmini.models.encoders import clip_image_embeds
 from gardiffmini.models.memory import own_memory
-from gardiffmini.models.unet import N_CONDITION_LATENTS
+from gardiffmini.models.unet import N_CONDITION_LATENTS, add_input_channels, move_input_weights
 from gardiffmini.models.vae import load_pretrained_vae
 from gardiffmini.skin import skin_primed_agnostic
+
+if TYPE_CHECKING:
+    from gardiffmini.objective import Recipe
+    from gardiffmini.profiles import Profile
 
 
 def encode_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
@@ -86,6 +91,35 @@ def person_inputs(in_channels: int, latent_channels: int) -> tuple[bool, bool]:
     raise ValueError(f"a UNet of {in_channels} input channels reads no known conditions: "
                      f"expected {N_CONDITION_LATENTS} x {latent_channels} latent channels, "
                      f"plus {POSE_CHANNELS} (DensePose) and/or {latent_channels} (skin)")
+
+
+def extra_input_channels(recipe: Recipe, profile: Profile) -> int:
+    """The UNet inputs ``recipe`` adds to ``[x_t, E(I_w), E(I_a)]``: the DensePose's
+    :data:`~gardiffmini.pipeline.POSE_CHANNELS` (``pose_input``) and the skin-primed agnostic
+    latent's ``profile.latent_channels`` (``skin_input``), which must differ so that a saved
+    UNet says which it reads (:func:`~gardiffmini.pipeline.person_inputs`)."""
+    if recipe.skin_input and profile.latent_channels == POSE_CHANNELS:
+        raise ValueError(f"skin_input needs latent_channels != {POSE_CHANNELS} (the DensePose "
+                         f"channels), or a UNet's inputs are ambiguous; profile "
+                         f"{profile.name!r} has {profile.latent_channels}")
+    return POSE_CHANNELS * recipe.pose_input + profile.latent_channels * recipe.skin_input
+
+
+def add_person_inputs(unet: UNet2DConditionModel, recipe: Recipe,
+                      profile: Profile) -> UNet2DConditionModel:
+    """Give ``unet`` the inputs of ``recipe``'s person conditions (:func:`extra_input_channels`),
+    in place: appended at zero, last (:func:`~gardiffmini.models.unet.add_input_channels`), so
+    that it computes what it did; with ``recipe.skin_init == "agnostic"`` the skin-primed
+    latent then takes over ``E(I_a)``'s weights and ``E(I_a)``'s start at zero
+    (:func:`~gardiffmini.models.unet.move_input_weights`): the UNet reads the skin-primed
+    agnostic image as it read the grey one."""
+    extra = extra_input_channels(recipe, profile)
+    if extra:
+        add_input_channels(unet, extra)
+    if recipe.skin_input and recipe.skin_init == "agnostic":
+        c = profile.latent_channels
+        move_input_weights(unet, source=2 * c, target=unet.config.in_channels - c, count=c)
+    return unet
 
 
 def _check_images(name: str, images: torch.Tensor, channels: int, batch: int | None = None,

@@ -38,20 +38,22 @@ from gardiffmini.metrics import label_region
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import start_vae_stream_at_zero
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
-from gardiffmini.models.unet import add_input_channels, make_unet, move_input_weights
+from gardiffmini.models.unet import add_input_channels, make_unet
 from gardiffmini.objective import (
     DEFAULT_RECIPE,
     OFFSET_NOISE,
     Recipe,
+    base_recipe,
     noise_scheduler,
     noised_latents,
     recipe_mse,
 )
 from gardiffmini.paths import runs_root
 from gardiffmini.pipeline import (
-    POSE_CHANNELS,
     GarDiffPipeline,
+    add_person_inputs,
     encode_latents,
+    extra_input_channels,
     pose_latent,
     tryon_unet_input,
 )
@@ -151,14 +153,18 @@ def build_model(
 ) -> tuple[torch.nn.Module, GarmentAdapter]:
     """A fresh try-on UNet and garment adapter for ``variant`` at ``profile``: the UNet starts
     from the inpainting ``base`` weights where given (:mod:`gardiffmini.inpainting_base`),
-    else at random; the adapter's own weights always start fresh. The inputs of ``recipe``'s
-    person conditions (:func:`extra_input_channels`) are appended at zero
-    (:func:`~gardiffmini.models.unet.add_input_channels`), last, so that the model starts as
-    the one built without them from the same seed, and computes what it does; with
-    ``recipe.skin_init == "agnostic"`` the skin-primed latent then takes over ``E(I_a)``'s
-    weights (:func:`~gardiffmini.models.unet.move_input_weights`), so that the model starts
-    as the one without them would on the skin-primed agnostic image."""
+    else at random; the adapter's own weights always start fresh. The UNet is then given
+    the inputs of ``recipe``'s person conditions
+    (:func:`~gardiffmini.pipeline.add_person_inputs`): appended at zero, so that the model
+    starts as the one built without them from the same seed, and computes what it does, and
+    with ``recipe.skin_init == "agnostic"`` read as it read ``E(I_a)``, so that it starts as
+    the one without them would on the skin-primed agnostic image. A base trained with the
+    person inputs (``recipe.person_base``) already reads them: the UNet keeps its weights
+    for them as they are."""
     unet = make_unet(profile)
+    person_base = recipe.person_base and base is not None
+    if person_base:  # the base's own input channels
+        add_input_channels(unet, extra_input_channels(recipe, profile))
     if base is not None:
         unet.load_state_dict(base)
     adapter = GarmentAdapter.from_profile(
@@ -167,25 +173,9 @@ def build_model(
     adapter.install(unet)
     if variant.garment_adapter and variant.vae_stream_from_zero:
         start_vae_stream_at_zero(unet)
-    extra = extra_input_channels(recipe, profile)
-    if extra:
-        add_input_channels(unet, extra)
-    if recipe.skin_input and recipe.skin_init == "agnostic":
-        c = profile.latent_channels
-        move_input_weights(unet, source=2 * c, target=unet.config.in_channels - c, count=c)
+    if not person_base:
+        add_person_inputs(unet, recipe, profile)
     return unet, adapter
-
-
-def extra_input_channels(recipe: Recipe, profile: Profile) -> int:
-    """The UNet inputs ``recipe`` adds to ``[x_t, E(I_w), E(I_a)]``: the DensePose's
-    :data:`~gardiffmini.pipeline.POSE_CHANNELS` (``pose_input``) and the skin-primed agnostic
-    latent's ``profile.latent_channels`` (``skin_input``), which must differ so that a saved
-    UNet says which it reads (:func:`~gardiffmini.pipeline.person_inputs`)."""
-    if recipe.skin_input and profile.latent_channels == POSE_CHANNELS:
-        raise ValueError(f"skin_input needs latent_channels != {POSE_CHANNELS} (the DensePose "
-                         f"channels), or a UNet's inputs are ambiguous; profile "
-                         f"{profile.name!r} has {profile.latent_channels}")
-    return POSE_CHANNELS * recipe.pose_input + profile.latent_channels * recipe.skin_input
 
 
 def weights_hash(*models: torch.nn.Module) -> str:
@@ -291,11 +281,12 @@ def train_variant(
     vae, image_encoder = load_or_train_encoders(profile, seed=0, progress=progress)
     encoders_id = weights_hash(vae, image_encoder)
     vae_id = weights_hash(vae)
+    shared = base_recipe(recipe)
     base = inpainting_base(  # trained, where not shipped, on ToyVITON, as SD was on LAION
         profile, vae_id,
         lambda: cached_training_set(ensure_toyviton(profile), profile, vae, image_encoder,
-                                    encoders_id),
-        progress=progress)
+                                    encoders_id, pose=recipe.pose_input, skin=recipe.skin_input),
+        progress=progress, recipe=shared)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet, adapter = build_model(profile, variant, base, recipe)
@@ -303,7 +294,7 @@ def train_variant(
     run = Run.open(f"tryon-{slug}", profile.name, seed,
                    run_config(profile, variant, steps, encoders_id, unet.config, recipe)
                    | {"data": data_fingerprint(root, "train", pairs_file), "warp": warp,
-                      "base": base_hash(profile, vae_id) if base is not None else None}
+                      "base": base_hash(profile, vae_id, shared) if base is not None else None}
                    # fp32 runs keep the identity they had before mixed precision existed
                    | ({"mixed_precision": mixed_precision} if mixed_precision != "no" else {}))
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())

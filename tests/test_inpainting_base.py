@@ -1,5 +1,7 @@
 """The shared inpainting base: built blind to the garment, trained without one, shipped."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -146,3 +148,63 @@ def test_the_shipped_ci_base_fits_the_ci_unet(tmp_path, monkeypatch):
     assert weights is not None, "the shipped ci base does not match the shipped ci VAE"
     assert weights.keys() == make_unet(CI).state_dict().keys()
     assert weights["conv_in.weight"][:, 4:8].abs().sum() == 0
+
+
+PERSON = objective.base_recipe(replace(objective.DEFAULT_RECIPE, person_base=True))
+
+
+def _person_cache(profile, n: int = 4) -> dict[str, torch.Tensor]:
+    h, w = profile.latent_size
+    generator = torch.Generator().manual_seed(1)
+    return _cache(profile, n) | {
+        "pose": torch.rand(n, POSE_CHANNELS, h, w, generator=generator) * 2 - 1,
+        "skin": torch.randn(n, profile.latent_channels, h, w, generator=generator)}
+
+
+def test_the_base_recipe_is_plain_unless_the_variant_asks_for_a_person_base():
+    assert objective.base_recipe(objective.DEFAULT_RECIPE) == objective.PLAIN_RECIPE
+    assert PERSON.pose_input and PERSON.skin_input and PERSON.person_base
+    assert PERSON.prediction_type == objective.PLAIN_RECIPE.prediction_type
+    assert base.base_hash(CI, "vae-a", PERSON) != base.base_hash(CI, "vae-a")
+    with pytest.raises(ValueError, match="person_base needs a person input"):
+        replace(objective.PLAIN_RECIPE, person_base=True)
+
+
+def test_a_person_base_reads_the_densepose_and_the_skin_primed_latent():
+    torch.manual_seed(0)
+    unet = base.make_base_unet(CI, PERSON)
+    c = CI.latent_channels
+    assert unet.config.in_channels == 3 * c + POSE_CHANNELS + c
+    cache, index = _person_cache(CI), torch.tensor([0, 2])
+    scheduler = objective.noise_scheduler("v_prediction")
+    seen = []
+    unet.conv_in.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    loss = base.base_step_loss(unet, cache, index, step_generator(0, 3), scheduler,
+                               CI.clip_tokens, PERSON)["loss"]
+    torch.testing.assert_close(seen[0][:, 3 * c:3 * c + POSE_CHANNELS], cache["pose"][index])
+    torch.testing.assert_close(seen[0][:, 3 * c + POSE_CHANNELS:], cache["skin"][index])
+    loss.backward()  # the new channels start at zero and are trained
+    assert unet.conv_in.weight.grad[:, 3 * c:].abs().sum() > 0
+
+
+def test_a_variant_on_a_person_base_keeps_its_person_weights():
+    """No channel is appended at zero or moved: the base already reads the person inputs."""
+    torch.manual_seed(2)
+    weights = base.make_base_unet(CI, PERSON).state_dict()
+    with torch.no_grad():
+        weights["conv_in.weight"][:, 3 * CI.latent_channels:] = 0.5
+    recipe = replace(objective.DEFAULT_RECIPE, person_base=True)
+    unet, _ = train.build_model(CI, train.get_variant("base+gfa"), weights, recipe)
+    state = unet.state_dict()
+    for key, value in weights.items():
+        torch.testing.assert_close(state[key], value)
+
+
+def test_a_person_base_is_trained_not_the_shipped_one(monkeypatch):
+    calls = []
+    monkeypatch.setattr(base, "train_base",
+                        lambda profile, vae_id, training_set, progress, recipe:
+                        calls.append(recipe) or base.make_base_unet(profile, recipe))
+    weights = base.inpainting_base(CI, "any-vae", lambda: pytest.fail(), recipe=PERSON)
+    assert calls == [PERSON]
+    assert weights["conv_in.weight"].shape[1] == 4 * CI.latent_channels + POSE_CHANNELS

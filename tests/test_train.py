@@ -8,7 +8,7 @@ import torch
 from gardiffmini import objective, train
 from gardiffmini.features import default_features
 from gardiffmini.models.attention import garment_processors
-from gardiffmini.pipeline import POSE_CHANNELS, GarDiffPipeline, pose_latent
+from gardiffmini.pipeline import POSE_CHANNELS, GarDiffPipeline, extra_input_channels, pose_latent
 from gardiffmini.profiles import get_profile
 from gardiffmini.runs import NonFiniteLossError, config_hash, step_generator
 
@@ -330,17 +330,17 @@ def test_a_pose_run_trains_and_samples_with_the_densepose(pose_cache, profile):
 
 def test_extra_input_channels_counts_each_person_condition(profile):
     recipe = objective.PLAIN_RECIPE
-    assert train.extra_input_channels(recipe, profile) == 0
-    assert (train.extra_input_channels(objective.DEFAULT_RECIPE, profile)
+    assert extra_input_channels(recipe, profile) == 0
+    assert (extra_input_channels(objective.DEFAULT_RECIPE, profile)
             == POSE_CHANNELS + profile.latent_channels)
-    assert train.extra_input_channels(replace(recipe, pose_input=True), profile) == POSE_CHANNELS
+    assert extra_input_channels(replace(recipe, pose_input=True), profile) == POSE_CHANNELS
     skin = replace(recipe, skin_input=True)
-    assert train.extra_input_channels(skin, profile) == profile.latent_channels
+    assert extra_input_channels(skin, profile) == profile.latent_channels
     both = replace(skin, pose_input=True)
-    assert train.extra_input_channels(both, profile) == POSE_CHANNELS + profile.latent_channels
+    assert extra_input_channels(both, profile) == POSE_CHANNELS + profile.latent_channels
     three = get_profile("ci", latent_channels=POSE_CHANNELS)
     with pytest.raises(ValueError, match="skin_input needs latent_channels != 3"):
-        train.extra_input_channels(skin, three)
+        extra_input_channels(skin, three)
 
 
 def test_the_skin_cache_adds_the_skin_primed_agnostic_latent(cache, skin_cache, profile):

@@ -1,0 +1,134 @@
+"""The shared inpainting base as a lever (issue 19's "a stronger shared base"), on the book's
+evaluation.
+
+    python benchmarks/shared_base.py --profile cpu --base-steps 3000 9000 \
+        --out book/results/shared-base-cpu.json
+
+Every variant starts from the shared base (:mod:`gardiffmini.inpainting_base`). The one that
+ships was trained without the person inputs that the book's recipe gives the UNet (the
+DensePose and the skin-primed agnostic latent), so each variant learns to read them from zero
+in its own steps. Here the base reads them too (the recipe's ``person_base``): it learns
+where bare arms go and what colour they are over its ``--base-steps`` (each a base of its
+own, trained once and kept as a run; its skin channels starting as ``--skin-init`` says),
+and ``--variant`` (Base + GFA by default) starts from it and trains its ``--variant-steps``
+(default: the profile's). Beside them: the book's
+``--variant`` on the shipped base, warp + paste, the agnostic image and the VAE round trip,
+all on the headline protocol (:mod:`gardiffmini.evaluate`: the book's warp, paired against
+the photo and unpaired against ToyVITON's rendered truth).
+
+A stronger base is a lever of two kinds: of quality (the skin error of newly bared arms is
+the metric it is meant to move), and of time, since the base ships and a variant that starts
+further on may need fewer of the steps that a reader's ``make book`` pays for.
+
+With ``--seeds 0 1 2`` each row is measured at each seed, with its mean, spread and verdict
+against the book's row (:func:`gardiffmini.reproduce.compare`: a gain or a loss only beyond
+twice the spread). Writes every number, each training's and evaluation's wall time and
+provenance to ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+from scoring import scored_sets, scoring_parser, write_record
+
+from gardiffmini.evaluate import baseline_images, cached_evaluation, score
+from gardiffmini.inpainting_base import BASE_SEED, base_config
+from gardiffmini.models.encoders import load_or_train_encoders
+from gardiffmini.objective import DEFAULT_RECIPE, base_recipe
+from gardiffmini.profiles import get_profile
+from gardiffmini.reproduce import compare, summarize
+from gardiffmini.runs import Run
+from gardiffmini.train import VARIANTS, train_variant, weights_hash
+
+REPORTED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u",
+            "skin_pairs_u", "FID_toy_p", "FID_toy_u", "attribute_accuracy_u")
+COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u")
+BOOK_ROW = "the book's {variant} (shipped base)"
+SKIN_INITS = {"agnostic": "E(I_a)'s initial weights", "zero": "from zero"}
+
+
+def base_seconds(profile, vae_id: str, recipe) -> float | None:
+    """The training time of the base that ``profile`` and ``recipe`` name (its run's)."""
+    run = Run.open("inpainting-base", profile.name, BASE_SEED, base_config(profile, vae_id,
+                                                                            recipe))
+    return run.metrics["summary"].get("train_seconds")
+
+
+def rows_of_seed(args, profile, root, sets, net, vae, seed: int) -> dict:
+    """The baselines, the book's variant and the variant on each person base, at ``seed``."""
+    rows = {name: {key: round(value, 4) for key, value in score(images, sets, net, root,
+                                                                seed).items()
+                   if key in REPORTED}
+            for name, images in baseline_images(vae, sets).items()}
+    variant = VARIANTS[args.variant]
+    runs = [(BOOK_ROW.format(variant=variant.name), profile, DEFAULT_RECIPE, None)]
+    for skin_init in args.skin_init:
+        person = replace(DEFAULT_RECIPE, person_base=True, skin_init=skin_init)
+        for base_steps in args.base_steps:
+            for steps in args.variant_steps or [profile.diffusion_steps]:
+                title = (f"{variant.name} on a person base of {base_steps} steps (skin "
+                         f"channels: {SKIN_INITS[skin_init]}), trained {steps} steps")
+                runs.append((title, get_profile(profile.name, base_steps=base_steps), person,
+                             steps))
+    for title, settings, recipe, steps in runs:
+        pipeline = train_variant(variant, settings, seed=seed, data_root=root, recipe=recipe,
+                                 steps=steps)
+        pipeline.set_progress_bar_config(disable=True)
+        started = time.perf_counter()
+        result = cached_evaluation(pipeline, settings, root, seed, net, sets)
+        rows[title] = {
+            **{key: round(result["metrics"][key], 4) for key in REPORTED},
+            "run": pipeline.run.folder.name, "steps": pipeline.run.state["step"],
+            "base_steps": settings.base_steps,
+            "base_train_seconds": (base_seconds(settings, weights_hash(vae), base_recipe(recipe))
+                                   if recipe.person_base else None),
+            "train_seconds": pipeline.run.metrics["summary"].get("train_seconds"),
+            "evaluate_seconds": round(time.perf_counter() - started, 1)}
+        print(f"seed {seed}:", title, json.dumps(rows[title]), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = scoring_parser(__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="measure at each of these seeds (default: --seed alone)")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="base+gfa")
+    parser.add_argument("--base-steps", type=int, nargs="+", required=True,
+                        help="the person bases' training steps, one base each")
+    parser.add_argument("--skin-init", nargs="+", choices=sorted(SKIN_INITS),
+                        default=["agnostic"],
+                        help="how each person base's skin channels start (Recipe.skin_init): "
+                             "with E(I_a)'s initial weights, E(I_a)'s at zero, as a variant "
+                             "of the book's recipe starts; or from zero")
+    parser.add_argument("--variant-steps", type=int, nargs="+", default=None,
+                        help="the variant's steps on each person base (default: the "
+                             "profile's diffusion_steps)")
+    args = parser.parse_args()
+    seeds = args.seeds or [args.seed]
+    started = time.perf_counter()
+    profile, root, sets, net = scored_sets(args.profile)
+    vae, _ = load_or_train_encoders(profile)
+    per_seed = {seed: rows_of_seed(args, profile, root, sets, net, vae, seed) for seed in seeds}
+    record = {"profile": profile.name, "variant": args.variant,
+              "n_pairs": len(sets["paired"]["person"]),
+              "protocol": "the book's warp in training and at test; unpaired against the "
+                          "rendered truth"}
+    if len(seeds) == 1:
+        record |= {"seed": seeds[0], "rows": per_seed[seeds[0]]}
+    else:
+        titles = per_seed[seeds[0]]
+        summary = summarize({title: [{key: per_seed[seed][title][key] for key in COMPARED}
+                                     for seed in seeds] for title in titles})
+        book = BOOK_ROW.format(variant=VARIANTS[args.variant].name)
+        record |= {"seeds": seeds, "per_seed": per_seed, "summary": summary,
+                   "verdicts": {title: {key: compare(summary[title], summary[book], key)
+                                        for key in COMPARED}
+                                for title in titles if title != book}}
+    write_record(args.out, record, profile, seeds, started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""benchmarks/shared_base.py at ci: the book's variant on the shipped base beside the same
+variant on a base that reads the person inputs, trained for the steps asked."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import shared_base  # noqa: E402
+
+from gardiffmini.pipeline import POSE_CHANNELS  # noqa: E402
+from gardiffmini.profiles import get_profile  # noqa: E402
+
+
+def test_shared_base_trains_a_person_base_and_scores_the_variant_on_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDIFF_DATA", str(tmp_path / "data"))
+    out = tmp_path / "shared-base.json"
+    monkeypatch.setattr(sys, "argv", ["shared_base.py", "--profile", "ci", "--base-steps", "4",
+                                      "--variant-steps", "3", "--out", str(out)])
+    shared_base.main()
+    rows = json.loads(out.read_text())["rows"]
+    book = rows["the book's Base + GFA (shipped base)"]
+    person = rows["Base + GFA on a person base of 4 steps (skin channels: E(I_a)'s initial "
+                  "weights), trained 3 steps"]
+    ci = get_profile("ci")
+    assert (book["steps"], book["base_steps"], book["base_train_seconds"]) == (
+        ci.diffusion_steps, ci.base_steps, None)
+    assert (person["steps"], person["base_steps"]) == (3, 4)
+    assert person["base_train_seconds"] > 0 and person["run"] != book["run"]
+    config = json.loads((tmp_path / "data" / "runs" / person["run"] / "config.json").read_text())
+    assert config["recipe"]["person_base"] is True
+    assert config["unet"]["in_channels"] == 4 * ci.latent_channels + POSE_CHANNELS
+    for row in ("agnostic", "warp+paste", "vae round trip"):
+        assert 0 < rows[row]["SSIM"] <= 1
