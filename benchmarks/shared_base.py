@@ -7,11 +7,13 @@ evaluation.
 Every variant starts from the shared base (:mod:`gardiffmini.inpainting_base`). The one that
 ships was trained without the person inputs that the book's recipe gives the UNet (the
 DensePose and the skin-primed agnostic latent), so each variant learns to read them from zero
-in its own steps. Here the base reads them too (the recipe's ``person_base``): it learns
-where bare arms go and what colour they are over its ``--base-steps`` (each a base of its
-own, trained once and kept as a run; its skin channels starting as ``--skin-init`` says),
-and ``--variant`` (Base + GFA by default) starts from it and trains its ``--variant-steps``
-(default: the profile's). Beside them: the book's
+in its own steps. ``--bases person`` has the base read them too (the recipe's
+``person_base``), so that it learns where bare arms go and what colour they are over its
+``--base-steps``; ``person-skin-zero`` the same with its skin channels starting from zero
+instead of reading the skin-primed image as ``E(I_a)`` was read; ``plain`` is the shipped
+kind of base, without them, trained for other ``--base-steps`` than the profile's. Each
+base is trained once and kept as a run; ``--variant`` (Base + GFA by default) starts from it
+and trains its ``--variant-steps`` (default: the profile's). Beside them: the book's
 ``--variant`` on the shipped base, warp + paste, the agnostic image and the VAE round trip,
 all on the headline protocol (:mod:`gardiffmini.evaluate`: the book's warp, paired against
 the photo and unpaired against ToyVITON's rendered truth).
@@ -47,7 +49,14 @@ REPORTED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", 
             "skin_pairs_u", "FID_toy_p", "FID_toy_u", "attribute_accuracy_u")
 COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u")
 BOOK_ROW = "the book's {variant} (shipped base)"
-SKIN_INITS = {"agnostic": "E(I_a)'s initial weights", "zero": "from zero"}
+# the kinds of base a row can start from: what its title says of it, the variant's recipe
+BASES = {
+    "plain": ("a base", DEFAULT_RECIPE),
+    "person": ("a person base (skin channels: E(I_a)'s initial weights)",
+               replace(DEFAULT_RECIPE, person_base=True)),
+    "person-skin-zero": ("a person base (skin channels from zero)",
+                         replace(DEFAULT_RECIPE, person_base=True, skin_init="zero")),
+}
 
 
 def base_seconds(profile, vae_id: str, recipe) -> float | None:
@@ -58,20 +67,21 @@ def base_seconds(profile, vae_id: str, recipe) -> float | None:
 
 
 def rows_of_seed(args, profile, root, sets, net, vae, seed: int) -> dict:
-    """The baselines, the book's variant and the variant on each person base, at ``seed``."""
+    """The baselines, the book's variant and the variant on each base asked for, at ``seed``."""
     rows = {name: {key: round(value, 4) for key, value in score(images, sets, net, root,
                                                                 seed).items()
                    if key in REPORTED}
             for name, images in baseline_images(vae, sets).items()}
     variant = VARIANTS[args.variant]
     runs = [(BOOK_ROW.format(variant=variant.name), profile, DEFAULT_RECIPE, None)]
-    for skin_init in args.skin_init:
-        person = replace(DEFAULT_RECIPE, person_base=True, skin_init=skin_init)
+    for kind in args.bases:
+        what, recipe = BASES[kind]
         for base_steps in args.base_steps:
+            if kind == "plain" and base_steps == profile.base_steps:
+                continue  # the book's row
             for steps in args.variant_steps or [profile.diffusion_steps]:
-                title = (f"{variant.name} on a person base of {base_steps} steps (skin "
-                         f"channels: {SKIN_INITS[skin_init]}), trained {steps} steps")
-                runs.append((title, get_profile(profile.name, base_steps=base_steps), person,
+                title = f"{variant.name} on {what} of {base_steps} steps, trained {steps} steps"
+                runs.append((title, get_profile(profile.name, base_steps=base_steps), recipe,
                              steps))
     for title, settings, recipe, steps in runs:
         pipeline = train_variant(variant, settings, seed=seed, data_root=root, recipe=recipe,
@@ -83,8 +93,8 @@ def rows_of_seed(args, profile, root, sets, net, vae, seed: int) -> dict:
             **{key: round(result["metrics"][key], 4) for key in REPORTED},
             "run": pipeline.run.folder.name, "steps": pipeline.run.state["step"],
             "base_steps": settings.base_steps,
-            "base_train_seconds": (base_seconds(settings, weights_hash(vae), base_recipe(recipe))
-                                   if recipe.person_base else None),
+            "base_train_seconds": (None if title.startswith("the book's") else
+                                   base_seconds(settings, weights_hash(vae), base_recipe(recipe))),
             "train_seconds": pipeline.run.metrics["summary"].get("train_seconds"),
             "evaluate_seconds": round(time.perf_counter() - started, 1)}
         print(f"seed {seed}:", title, json.dumps(rows[title]), flush=True)
@@ -98,11 +108,10 @@ def main() -> None:
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="base+gfa")
     parser.add_argument("--base-steps", type=int, nargs="+", required=True,
                         help="the person bases' training steps, one base each")
-    parser.add_argument("--skin-init", nargs="+", choices=sorted(SKIN_INITS),
-                        default=["agnostic"],
-                        help="how each person base's skin channels start (Recipe.skin_init): "
-                             "with E(I_a)'s initial weights, E(I_a)'s at zero, as a variant "
-                             "of the book's recipe starts; or from zero")
+    parser.add_argument("--bases", nargs="+", choices=list(BASES), default=["person"],
+                        help="the kinds of base: without the person inputs (as the shipped "
+                             "one), with them (skin channels read as E(I_a) was, as a "
+                             "variant of the book's recipe starts), or with them from zero")
     parser.add_argument("--variant-steps", type=int, nargs="+", default=None,
                         help="the variant's steps on each person base (default: the "
                              "profile's diffusion_steps)")

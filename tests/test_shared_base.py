@@ -1,5 +1,6 @@
 """benchmarks/shared_base.py at ci: the book's variant on the shipped base beside the same
-variant on a base that reads the person inputs, trained for the steps asked."""
+variant on a base that reads the person inputs and on one that does not, each trained for
+the steps asked."""
 
 import json
 import sys
@@ -17,12 +18,13 @@ def test_shared_base_trains_a_person_base_and_scores_the_variant_on_it(tmp_path,
     monkeypatch.setenv("GARDIFF_DATA", str(tmp_path / "data"))
     out = tmp_path / "shared-base.json"
     monkeypatch.setattr(sys, "argv", ["shared_base.py", "--profile", "ci", "--base-steps", "4",
+                                      "--bases", "person", "plain",
                                       "--variant-steps", "3", "--out", str(out)])
     shared_base.main()
     rows = json.loads(out.read_text())["rows"]
     book = rows["the book's Base + GFA (shipped base)"]
-    person = rows["Base + GFA on a person base of 4 steps (skin channels: E(I_a)'s initial "
-                  "weights), trained 3 steps"]
+    person = rows["Base + GFA on a person base (skin channels: E(I_a)'s initial weights) of 4 "
+                  "steps, trained 3 steps"]
     ci = get_profile("ci")
     assert (book["steps"], book["base_steps"], book["base_train_seconds"]) == (
         ci.diffusion_steps, ci.base_steps, None)
@@ -31,5 +33,11 @@ def test_shared_base_trains_a_person_base_and_scores_the_variant_on_it(tmp_path,
     config = json.loads((tmp_path / "data" / "runs" / person["run"] / "config.json").read_text())
     assert config["recipe"]["person_base"] is True
     assert config["unet"]["in_channels"] == 4 * ci.latent_channels + POSE_CHANNELS
+    plain = rows["Base + GFA on a base of 4 steps, trained 3 steps"]
+    assert plain["base_train_seconds"] > 0 and plain["run"] not in (book["run"], person["run"])
+    plain_config = json.loads((tmp_path / "data" / "runs" / plain["run"] / "config.json")
+                              .read_text())
+    assert "person_base" not in plain_config["recipe"]
+    assert plain_config["unet"]["in_channels"] == config["unet"]["in_channels"]
     for row in ("agnostic", "warp+paste", "vae round trip"):
         assert 0 < rows[row]["SSIM"] <= 1
