@@ -1,19 +1,21 @@
 """The shared inpainting base as a lever (issue 19's "a stronger shared base"), on the book's
 evaluation.
 
-    python benchmarks/shared_base.py --profile cpu --base-steps 3000 9000 \
+    python benchmarks/shared_base.py --profile cpu \
+        --bases person:3000 person-skin-zero:3000 plain:6000 \
         --out book/results/shared-base-cpu.json
 
 Every variant starts from the shared base (:mod:`gardiffmini.inpainting_base`). The one that
 ships was trained without the person inputs that the book's recipe gives the UNet (the
 DensePose and the skin-primed agnostic latent), so each variant learns to read them from zero
-in its own steps. ``--bases person`` has the base read them too (the recipe's
-``person_base``), so that it learns where bare arms go and what colour they are over its
-``--base-steps``; ``person-skin-zero`` the same with its skin channels starting from zero
-instead of reading the skin-primed image as ``E(I_a)`` was read; ``plain`` is the shipped
-kind of base, without them, trained for other ``--base-steps`` than the profile's. Each
-base is trained once and kept as a run; ``--variant`` (Base + GFA by default) starts from it
-and trains its ``--variant-steps`` (default: the profile's). Beside them: the book's
+in its own steps. Each of ``--bases`` is a kind of base and its training steps:
+``person:N`` reads them too (the recipe's ``person_base``), so that it learns where bare
+arms go and what colour they are over its N steps; ``person-skin-zero:N`` the same with its
+skin channels starting from zero instead of reading the skin-primed image as ``E(I_a)`` was
+read; ``plain:N`` is the shipped kind of base, without them, trained for N steps instead of
+the profile's ``base_steps``. Each base is trained once and kept as a run; ``--variant``
+(Base + GFA by default) starts from it and trains its ``--variant-steps`` (default: the
+profile's). Beside them: the book's
 ``--variant`` on the shipped base, warp + paste, the agnostic image and the VAE round trip,
 all on the headline protocol (:mod:`gardiffmini.evaluate`: the book's warp, paired against
 the photo and unpaired against ToyVITON's rendered truth).
@@ -30,6 +32,7 @@ provenance to ``--out``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import replace
@@ -59,6 +62,15 @@ BASES = {
 }
 
 
+def base_spec(text: str) -> tuple[str, int]:
+    """``KIND:STEPS`` (a key of :data:`BASES` and a positive step count) as a pair."""
+    kind, _, steps = text.partition(":")
+    if kind not in BASES or not steps.isdigit() or int(steps) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KIND:STEPS with KIND one of "
+                                         f"{list(BASES)} and STEPS a positive count")
+    return kind, int(steps)
+
+
 def base_seconds(profile, vae_id: str, recipe) -> float | None:
     """The training time of the base that ``profile`` and ``recipe`` name (its run's)."""
     run = Run.open("inpainting-base", profile.name, BASE_SEED, base_config(profile, vae_id,
@@ -74,15 +86,12 @@ def rows_of_seed(args, profile, root, sets, net, vae, seed: int) -> dict:
             for name, images in baseline_images(vae, sets).items()}
     variant = VARIANTS[args.variant]
     runs = [(BOOK_ROW.format(variant=variant.name), profile, DEFAULT_RECIPE, None)]
-    for kind in args.bases:
+    for kind, base_steps in args.bases:
         what, recipe = BASES[kind]
-        for base_steps in args.base_steps:
-            if kind == "plain" and base_steps == profile.base_steps:
-                continue  # the book's row
-            for steps in args.variant_steps or [profile.diffusion_steps]:
-                title = f"{variant.name} on {what} of {base_steps} steps, trained {steps} steps"
-                runs.append((title, get_profile(profile.name, base_steps=base_steps), recipe,
-                             steps))
+        for steps in args.variant_steps or [profile.diffusion_steps]:
+            title = f"{variant.name} on {what} of {base_steps} steps, trained {steps} steps"
+            runs.append((title, get_profile(profile.name, base_steps=base_steps), recipe,
+                         steps))
     for title, settings, recipe, steps in runs:
         pipeline = train_variant(variant, settings, seed=seed, data_root=root, recipe=recipe,
                                  steps=steps)
@@ -106,12 +115,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="measure at each of these seeds (default: --seed alone)")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="base+gfa")
-    parser.add_argument("--base-steps", type=int, nargs="+", required=True,
-                        help="the person bases' training steps, one base each")
-    parser.add_argument("--bases", nargs="+", choices=list(BASES), default=["person"],
-                        help="the kinds of base: without the person inputs (as the shipped "
-                             "one), with them (skin channels read as E(I_a) was, as a "
-                             "variant of the book's recipe starts), or with them from zero")
+    parser.add_argument("--bases", nargs="+", type=base_spec, required=True,
+                        metavar="KIND:STEPS",
+                        help=f"the bases, each a kind ({', '.join(BASES)}) and its training "
+                             "steps, e.g. person:3000 plain:6000")
     parser.add_argument("--variant-steps", type=int, nargs="+", default=None,
                         help="the variant's steps on each person base (default: the "
                              "profile's diffusion_steps)")

@@ -2,9 +2,12 @@
 variant on a base that reads the person inputs and on one that does not, each trained for
 the steps asked."""
 
+import argparse
 import json
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -17,9 +20,8 @@ from gardiffmini.profiles import get_profile  # noqa: E402
 def test_shared_base_trains_a_person_base_and_scores_the_variant_on_it(tmp_path, monkeypatch):
     monkeypatch.setenv("GARDIFF_DATA", str(tmp_path / "data"))
     out = tmp_path / "shared-base.json"
-    monkeypatch.setattr(sys, "argv", ["shared_base.py", "--profile", "ci", "--base-steps", "4",
-                                      "--bases", "person", "plain",
-                                      "--variant-steps", "3", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", ["shared_base.py", "--profile", "ci", "--bases", "person:4",
+                                      "plain:4", "--variant-steps", "3", "--out", str(out)])
     shared_base.main()
     rows = json.loads(out.read_text())["rows"]
     book = rows["the book's Base + GFA (shipped base)"]
@@ -41,3 +43,10 @@ def test_shared_base_trains_a_person_base_and_scores_the_variant_on_it(tmp_path,
     assert plain_config["unet"]["in_channels"] == config["unet"]["in_channels"]
     for row in ("agnostic", "warp+paste", "vae round trip"):
         assert 0 < rows[row]["SSIM"] <= 1
+
+
+def test_a_base_is_named_by_its_kind_and_steps():
+    assert shared_base.base_spec("person-skin-zero:3000") == ("person-skin-zero", 3000)
+    for bad in ("person", "person:0", "person:x", "sd:3000"):
+        with pytest.raises(argparse.ArgumentTypeError, match="KIND:STEPS"):
+            shared_base.base_spec(bad)
