@@ -26,8 +26,9 @@ further on may need fewer of the steps that a reader's ``make book`` pays for.
 
 With ``--seeds 0 1 2`` each row is measured at each seed, with its mean, spread and verdict
 against the book's row (:func:`gardiffmini.reproduce.compare`: a gain or a loss only beyond
-twice the spread). Writes every number, each training's and evaluation's wall time and
-provenance to ``--out``.
+twice the spread). Writes every number, each training's and evaluation's wall time, the norm of
+each row's first-convolution weights per input (which inputs the trained UNet reads most)
+and provenance to ``--out``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from gardiffmini.evaluate import baseline_images, cached_evaluation, score
 from gardiffmini.inpainting_base import BASE_SEED, base_config
 from gardiffmini.models.encoders import load_or_train_encoders
 from gardiffmini.objective import DEFAULT_RECIPE, base_recipe
+from gardiffmini.pipeline import POSE_CHANNELS, person_inputs
 from gardiffmini.profiles import get_profile
 from gardiffmini.reproduce import compare, summarize
 from gardiffmini.runs import Run
@@ -69,6 +71,22 @@ def base_spec(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected KIND:STEPS with KIND one of "
                                          f"{list(BASES)} and STEPS a positive count")
     return kind, int(steps)
+
+
+def input_weight_norms(unet, latent_channels: int) -> dict[str, float]:
+    """The norm of the first convolution's weights per input the UNet reads: how much of what
+    it computes comes from ``x_t``, ``E(I_w)``, ``E(I_a)``, the DensePose and the skin-primed
+    latent (a rough measure: the inputs' own scales differ)."""
+    weight = unet.conv_in.weight.detach()
+    pose, skin = person_inputs(weight.shape[1], latent_channels)
+    sizes = {"x_t": latent_channels, "E(I_w)": latent_channels, "E(I_a)": latent_channels,
+             "pose": POSE_CHANNELS * pose, "skin": latent_channels * skin}
+    norms, start = {}, 0
+    for name, size in sizes.items():
+        if size:
+            norms[name] = round(float(weight[:, start:start + size].norm()), 3)
+        start += size
+    return norms
 
 
 def base_seconds(profile, vae_id: str, recipe) -> float | None:
@@ -101,6 +119,7 @@ def rows_of_seed(args, profile, root, sets, net, vae, seed: int) -> dict:
         rows[title] = {
             **{key: round(result["metrics"][key], 4) for key in REPORTED},
             "run": pipeline.run.folder.name, "steps": pipeline.run.state["step"],
+            "input_weight_norms": input_weight_norms(pipeline.unet, settings.latent_channels),
             "base_steps": settings.base_steps,
             "base_train_seconds": (None if title.startswith("the book's") else
                                    base_seconds(settings, weights_hash(vae), base_recipe(recipe))),

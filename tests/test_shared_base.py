@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import shared_base  # noqa: E402
 
+from gardiffmini.models.unet import add_input_channels, make_unet  # noqa: E402
 from gardiffmini.pipeline import POSE_CHANNELS  # noqa: E402
 from gardiffmini.profiles import get_profile  # noqa: E402
 
@@ -50,3 +52,19 @@ def test_a_base_is_named_by_its_kind_and_steps():
     for bad in ("person", "person:0", "person:x", "sd:3000"):
         with pytest.raises(argparse.ArgumentTypeError, match="KIND:STEPS"):
             shared_base.base_spec(bad)
+
+
+def test_input_weight_norms_split_the_first_convolution_by_input():
+    unet = make_unet(get_profile("ci"))
+    c = get_profile("ci").latent_channels
+    add_input_channels(unet, POSE_CHANNELS + c)
+    with torch.no_grad():
+        unet.conv_in.weight.zero_()
+        unet.conv_in.weight[:, 3 * c:3 * c + POSE_CHANNELS] = 1.0  # the DensePose only
+    norms = shared_base.input_weight_norms(unet, c)
+    assert list(norms) == ["x_t", "E(I_w)", "E(I_a)", "pose", "skin"]
+    expected = (unet.conv_in.out_channels * POSE_CHANNELS * 9) ** 0.5
+    assert norms["pose"] == pytest.approx(expected, abs=1e-3)
+    assert all(value == 0 for name, value in norms.items() if name != "pose")
+    assert list(shared_base.input_weight_norms(make_unet(get_profile("ci")), c)) == [
+        "x_t", "E(I_w)", "E(I_a)"]
