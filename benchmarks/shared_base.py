@@ -103,14 +103,15 @@ def rows_of_seed(args, profile, root, sets, net, vae, seed: int) -> dict:
                    if key in REPORTED}
             for name, images in baseline_images(vae, sets).items()}
     variant = VARIANTS[args.variant]
-    runs = [(BOOK_ROW.format(variant=variant.name), profile, DEFAULT_RECIPE, None)]
+    # (title, profile, recipe, steps, whether the row trains its own base)
+    runs = [(BOOK_ROW.format(variant=variant.name), profile, DEFAULT_RECIPE, None, False)]
     for kind, base_steps in args.bases:
         what, recipe = BASES[kind]
         for steps in args.variant_steps or [profile.diffusion_steps]:
             title = f"{variant.name} on {what} of {base_steps} steps, trained {steps} steps"
             runs.append((title, get_profile(profile.name, base_steps=base_steps), recipe,
-                         steps))
-    for title, settings, recipe, steps in runs:
+                         steps, True))
+    for title, settings, recipe, steps, own_base in runs:
         pipeline = train_variant(variant, settings, seed=seed, data_root=root, recipe=recipe,
                                  steps=steps)
         pipeline.set_progress_bar_config(disable=True)
@@ -121,8 +122,8 @@ def rows_of_seed(args, profile, root, sets, net, vae, seed: int) -> dict:
             "run": pipeline.run.folder.name, "steps": pipeline.run.state["step"],
             "input_weight_norms": input_weight_norms(pipeline.unet, settings.latent_channels),
             "base_steps": settings.base_steps,
-            "base_train_seconds": (None if title.startswith("the book's") else
-                                   base_seconds(settings, weights_hash(vae), base_recipe(recipe))),
+            "base_train_seconds": (base_seconds(settings, weights_hash(vae), base_recipe(recipe))
+                                   if own_base else None),
             "train_seconds": pipeline.run.metrics["summary"].get("train_seconds"),
             "evaluate_seconds": round(time.perf_counter() - started, 1)}
         print(f"seed {seed}:", title, json.dumps(rows[title]), flush=True)

@@ -106,10 +106,12 @@ def shipped_base_path(profile: Profile) -> Path:
     return WEIGHTS_DIR / f"inpainting-base-{profile.name}.safetensors"
 
 
-def load_shipped_base(profile: Profile, vae_id: str) -> dict[str, torch.Tensor] | None:
+def load_shipped_base(profile: Profile, vae_id: str, recipe: Recipe = PLAIN_RECIPE
+                      ) -> dict[str, torch.Tensor] | None:
     """The package's base of ``profile`` as a float32 state dict, or ``None`` when none was
-    made by today's :func:`base_config` (then the caller trains one)."""
-    shipped = load_shipped(shipped_base_path(profile), "base_hash", base_hash(profile, vae_id))
+    made by today's :func:`base_config` with ``recipe`` (then the caller trains one)."""
+    shipped = load_shipped(shipped_base_path(profile), "base_hash",
+                           base_hash(profile, vae_id, recipe))
     return None if shipped is None else shipped[0]
 
 
@@ -152,13 +154,13 @@ def inpainting_base(
     profile: Profile, vae_id: str, training_set: Callable[[], dict[str, torch.Tensor]],
     progress: bool = True, use_shipped: bool = True, recipe: Recipe = PLAIN_RECIPE,
 ) -> dict[str, torch.Tensor] | None:
-    """The weights every variant of ``profile`` starts from: the shipped base where it matches
-    (it was trained with :data:`~gardiffmini.objective.PLAIN_RECIPE`), else :func:`train_base`
-    with ``recipe``; ``None`` when the profile has no base (``base_steps == 0``)."""
+    """The weights every variant of ``profile`` starts from: the shipped base where it was made
+    with ``recipe`` (the one that ships, with :data:`~gardiffmini.objective.PLAIN_RECIPE`),
+    else :func:`train_base` with ``recipe``; ``None`` when the profile has no base
+    (``base_steps == 0``)."""
     if profile.base_steps == 0:
         return None
-    shipped = load_shipped_base(profile, vae_id) if use_shipped and recipe == PLAIN_RECIPE \
-        else None
+    shipped = load_shipped_base(profile, vae_id, recipe) if use_shipped else None
     if shipped is not None:
         return shipped
     return train_base(profile, vae_id, training_set, progress, recipe).state_dict()
