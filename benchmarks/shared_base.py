@@ -96,12 +96,15 @@ def base_seconds(profile, vae_id: str, recipe) -> float | None:
     return run.metrics["summary"].get("train_seconds")
 
 
-def rows_of_seed(args, profile, root, sets, net, vae, seed: int) -> dict:
-    """The baselines, the book's variant and the variant on each base asked for, at ``seed``."""
+def rows_of_seed(args, profile, root, sets, net, vae, baselines: dict, seed: int) -> dict:
+    """The ``baselines``' scores (:func:`~gardiffmini.evaluate.baseline_images`, the same
+    images at every seed), the book's variant and the variant on each base asked for, at
+    ``seed``."""
     rows = {name: {key: round(value, 4) for key, value in score(images, sets, net, root,
                                                                 seed).items()
                    if key in REPORTED}
-            for name, images in baseline_images(vae, sets).items()}
+            for name, images in baselines.items()}
+    vae_id = weights_hash(vae)
     variant = VARIANTS[args.variant]
     # (title, profile, recipe, steps, whether the row trains its own base)
     runs = [(BOOK_ROW.format(variant=variant.name), profile, DEFAULT_RECIPE, None, False)]
@@ -122,7 +125,7 @@ def rows_of_seed(args, profile, root, sets, net, vae, seed: int) -> dict:
             "run": pipeline.run.folder.name, "steps": pipeline.run.state["step"],
             "input_weight_norms": input_weight_norms(pipeline.unet, settings.latent_channels),
             "base_steps": settings.base_steps,
-            "base_train_seconds": (base_seconds(settings, weights_hash(vae), base_recipe(recipe))
+            "base_train_seconds": (base_seconds(settings, vae_id, base_recipe(recipe))
                                    if own_base else None),
             "train_seconds": pipeline.run.metrics["summary"].get("train_seconds"),
             "evaluate_seconds": round(time.perf_counter() - started, 1)}
@@ -147,7 +150,9 @@ def main() -> None:
     started = time.perf_counter()
     profile, root, sets, net = scored_sets(args.profile)
     vae, _ = load_or_train_encoders(profile)
-    per_seed = {seed: rows_of_seed(args, profile, root, sets, net, vae, seed) for seed in seeds}
+    baselines = baseline_images(vae, sets)
+    per_seed = {seed: rows_of_seed(args, profile, root, sets, net, vae, baselines, seed)
+                for seed in seeds}
     record = {"profile": profile.name, "variant": args.variant,
               "n_pairs": len(sets["paired"]["person"]),
               "protocol": "the book's warp in training and at test; unpaired against the "
