@@ -42,6 +42,19 @@ that ``reproduce`` measures):
 - ``pose+garment-weight``: both of the last two at once (on their own, the garment weight
   brought the unpaired detail error to a tie with warp + paste, DensePose moved it by half as
   much, inside the noise).
+- ``paste``: the skin colour input (with ``E(I_a)``'s weights) carrying the computed warp
+  pasted into the skin-primed image (the recipe's ``paste_warp``, DCI-VTON's condition), so
+  that the model starts from warp + paste instead of learning to move the garment in from
+  ``E(I_w)``.
+
+``--reference book`` measures the levers against the book's recipe
+(:data:`~gardiffmini.objective.DEFAULT_RECIPE`, DensePose and the skin colour among its
+inputs) instead of :data:`~gardiffmini.objective.PLAIN_RECIPE`: each lever's recipe is the
+book's with the lever's fields set, and the reference row is "Base + GFA (the book's
+recipe)", the book's own runs where ``reproduce`` made them:
+
+    python benchmarks/detail_levers.py --profile cpu --reference book --levers paste \
+        --warp carved --spacing leading --seeds 0 1 2 --out book/results/paste-warp-cpu.json
 
 ``--warp carved`` trains and tests every row, and scores warp + paste, on the computed warp
 whose torso lies behind the arms drawn from the keypoints (:mod:`gardiffmini.data.arms`)
@@ -79,7 +92,7 @@ from scoring import SCORED_WARPS, scored_sets, scoring_parser, write_record
 from gardiffmini import baselines
 from gardiffmini.evaluate import baseline_images, cached_evaluation, score
 from gardiffmini.models.encoders import load_or_train_encoders
-from gardiffmini.objective import PLAIN_RECIPE, Recipe
+from gardiffmini.objective import DEFAULT_RECIPE, PLAIN_RECIPE, Recipe
 from gardiffmini.reproduce import compare, summarize
 from gardiffmini.train import VARIANTS, train_variant
 
@@ -90,7 +103,10 @@ REPORTED = ("SSIM", "garment_detail_error", "SSIM_occluded", "SSIM_u", "garment_
 COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u")
 SPACINGS = ("leading", "trailing")
 LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weight", "skin",
-          "skin-agnostic-init", "pose+skin", "pose+skin+garment-weight")
+          "skin-agnostic-init", "pose+skin", "pose+skin+garment-weight", "paste")
+# the recipe each lever changes, and how its own row is titled
+REFERENCES = {"plain": (PLAIN_RECIPE, "Base + GFA"),
+              "book": (DEFAULT_RECIPE, "Base + GFA (the book's recipe)")}
 AL_PREFIX = "Base + GFA + AL, "  # the rows of --appearance-loss
 SKIN_BASELINES = {"skin-primed agnostic": baselines.agnostic,
                   "warp + paste, skin-primed": baselines.warp_and_paste}
@@ -104,7 +120,11 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
     """Every row of one seed: the baselines, then each lever of ``args.levers``."""
     rows = {name: _rounded(score(images, sets, net, root, seed))
             for name, images in baseline_images(vae, sets).items()}
-    recipes = recipe_levers(args.garment_weight)
+    reference, reference_name = REFERENCES[args.reference]
+    recipes = recipe_levers(args.garment_weight, reference)
+    for lever in args.levers:
+        if lever in recipes and recipes[lever][1] == reference:
+            raise ValueError(f"lever {lever!r} is the {args.reference} reference recipe itself")
     if any(recipes[lever][1].skin_input for lever in args.levers if lever in recipes):
         primed = {pairing: baselines.skin_primed(batch) for pairing, batch in sets.items()}
         rows |= {name: _rounded(score({pairing: make(batch).clamp(0, 1)
@@ -112,7 +132,7 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
                                       sets, net, root, seed))
                  for name, make in SKIN_BASELINES.items()}
 
-    def evaluate(title: str, variant, spacing: str, recipe=PLAIN_RECIPE) -> None:
+    def evaluate(title: str, variant, spacing: str, recipe=reference) -> None:
         if title in rows:  # measured by another lever
             return
         pipeline = train_variant(variant, profile, seed=seed, data_root=root, recipe=recipe,
@@ -133,14 +153,14 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
     gfa = VARIANTS["base+gfa"]
     if "spacing" in args.levers:
         for spacing in SPACINGS:
-            evaluate(f"Base + GFA, {spacing} spacing", gfa, spacing)
+            evaluate(f"{reference_name}, {spacing} spacing", gfa, spacing)
     if "vae-stream" in args.levers:
-        evaluate(f"Base + GFA, {args.spacing} spacing", gfa, args.spacing)
+        evaluate(f"{reference_name}, {args.spacing} spacing", gfa, args.spacing)
         evaluate(f"Base + GFA, VAE stream from zero, {args.spacing} spacing",
                  replace(gfa, vae_stream_from_zero=True), args.spacing)
     for lever, (what, recipe) in recipes.items():
         if lever in args.levers:
-            evaluate(f"Base + GFA, {args.spacing} spacing", gfa, args.spacing)
+            evaluate(f"{reference_name}, {args.spacing} spacing", gfa, args.spacing)
             evaluate(f"Base + GFA, {what}, {args.spacing} spacing", gfa, args.spacing, recipe)
             if args.appearance_loss:
                 evaluate(f"{AL_PREFIX}{what}, {args.spacing} spacing", VARIANTS["base+gfa+al"],
@@ -148,25 +168,29 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
     return rows
 
 
-def recipe_levers(garment_weight: float) -> dict[str, tuple[str, Recipe]]:
-    """The levers that train Base + GFA again with another recipe: name -> (what a row's
-    title says of it, the recipe)."""
+def recipe_levers(garment_weight: float, reference: Recipe = PLAIN_RECIPE
+                  ) -> dict[str, tuple[str, Recipe]]:
+    """The levers that train Base + GFA again with another recipe, each ``reference`` with the
+    lever's fields set: name -> (what a row's title says of it, the recipe)."""
     weighted = f"garment weight {garment_weight:g}"
     skinned, skin = ("skin colour input with E(I_a)'s weights",
                      {"skin_input": True, "skin_init": "agnostic"})
+    pasted = ("warp pasted into the skin-primed image" if reference.skin_input
+              else f"{skinned}, warp pasted in")
     return {
-        "garment-weight": (weighted, replace(PLAIN_RECIPE, garment_weight=garment_weight)),
-        "pose": ("DensePose input", replace(PLAIN_RECIPE, pose_input=True)),
+        "garment-weight": (weighted, replace(reference, garment_weight=garment_weight)),
+        "pose": ("DensePose input", replace(reference, pose_input=True)),
         "pose+garment-weight": (f"DensePose input, {weighted}",
-                                replace(PLAIN_RECIPE, pose_input=True,
+                                replace(reference, pose_input=True,
                                         garment_weight=garment_weight)),
-        "skin": ("skin colour input", replace(PLAIN_RECIPE, skin_input=True)),
-        "skin-agnostic-init": (skinned, replace(PLAIN_RECIPE, **skin)),
+        "skin": ("skin colour input", replace(reference, skin_input=True)),
+        "skin-agnostic-init": (skinned, replace(reference, **skin)),
         "pose+skin": (f"DensePose input, {skinned}",
-                      replace(PLAIN_RECIPE, pose_input=True, **skin)),
+                      replace(reference, pose_input=True, **skin)),
         "pose+skin+garment-weight": (f"DensePose input, {skinned}, {weighted}",
-                                     replace(PLAIN_RECIPE, pose_input=True,
+                                     replace(reference, pose_input=True,
                                              garment_weight=garment_weight, **skin)),
+        "paste": (pasted, replace(reference, paste_warp=True, **skin)),
     }
 
 
@@ -201,6 +225,9 @@ def main() -> None:
                         help="the spacing the vae-stream, garment-weight and pose levers "
                              "sample with")
     parser.add_argument("--garment-weight", type=float, default=4.0)
+    parser.add_argument("--reference", choices=sorted(REFERENCES), default="plain",
+                        help="the recipe the levers change (book: the book's recipe; plain: "
+                             "the one the levers were first measured against)")
     parser.add_argument("--appearance-loss", action="store_true",
                         help="with each recipe lever, also Base + GFA + AL on its recipe")
     parser.add_argument("--warp", choices=SCORED_WARPS, default="computed",
@@ -214,7 +241,8 @@ def main() -> None:
     per_seed = {seed: lever_rows(args, profile, root, sets, net, vae, seed) for seed in seeds}
     record = {"profile": profile.name, "n_pairs": len(sets["paired"]["person"]),
               "protocol": f"{args.warp} warp in training and at test; unpaired against the "
-                          "rendered truth"}
+                          "rendered truth",
+              "reference": args.reference}
     if len(seeds) == 1:
         record |= {"seed": seeds[0], "rows": per_seed[seeds[0]]}
     else:
@@ -223,7 +251,8 @@ def main() -> None:
                                       if key in per_seed[seed][title]} for seed in seeds]
                              for title in titles})
         record |= {"seeds": seeds, "per_seed": per_seed, "summary": summary,
-                   "verdicts": verdicts(summary, f"Base + GFA, {args.spacing} spacing")}
+                   "verdicts": verdicts(summary,
+                                        f"{REFERENCES[args.reference][1]}, {args.spacing} spacing")}
     write_record(args.out, record, profile, seeds, started)
 
 

@@ -13,9 +13,11 @@ in its own steps. Each of ``--bases`` is a kind of base and its training steps:
 arms go and what colour they are over its N steps; ``person-skin-zero:N`` the same with its
 skin channels starting from zero instead of reading the skin-primed image as ``E(I_a)`` was
 read; ``plain:N`` is the shipped kind of base, without them, trained for N steps instead of
-the profile's ``base_steps``. Each base is trained once and kept as a run; ``--variant``
-(Base + GFA by default) starts from it and trains its ``--variant-steps`` (default: the
-profile's). Beside them: the book's
+the profile's ``base_steps``; ``plain-paste:N`` the same base, the variant trained with the
+recipe's ``paste_warp`` (the warp pasted into its skin-primed image, as
+``benchmarks/detail_levers.py --levers paste`` measures it on the shipped base). Each base
+is trained once and kept as a run; ``--variant`` (Base + GFA by default) starts from it and
+trains its ``--variant-steps`` (default: the profile's). Beside them: the book's
 ``--variant`` on the shipped base, warp + paste, the agnostic image and the VAE round trip,
 all on the headline protocol (:mod:`gardiffmini.evaluate`: the book's warp, paired against
 the photo and unpaired against ToyVITON's rendered truth).
@@ -61,6 +63,9 @@ BASES = {
                replace(DEFAULT_RECIPE, person_base=True)),
     "person-skin-zero": ("a person base (skin channels from zero)",
                          replace(DEFAULT_RECIPE, person_base=True, skin_init="zero")),
+    # the shipped kind of base, the variant reading the warp pasted into its skin-primed image
+    "plain-paste": ("a base (warp pasted into the skin-primed image)",
+                    replace(DEFAULT_RECIPE, paste_warp=True)),
 }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from gardiffmini.data.layout import GARMENT_LABELS
+from gardiffmini.data.warp import paste_warped_garment
 from gardiffmini.models.vae import pasted_round_trip
 from gardiffmini.skin import face_skin_colour, skin_primed_agnostic
 
@@ -35,8 +36,8 @@ def agnostic(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def warp_and_paste(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """``m_w * I_w + (1 - m_w) * I_a``: the warped garment pasted into the agnostic image."""
-    mask = batch["warped_mask"]
-    return (mask * batch["warped_cloth"] + (1 - mask) * batch["agnostic"]).add(1).div(2)
+    pasted = paste_warped_garment(batch["agnostic"], batch["warped_cloth"], batch["warped_mask"])
+    return pasted.add(1).div(2)
 
 
 def skin_primed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -56,7 +56,13 @@ class Recipe:
       instead of from zero over its own (the base is given them as a variant is, so with
       ``skin_init="agnostic"`` it reads the skin-primed agnostic image where it would read
       the grey one). ``False``: the base has no person inputs (:data:`PLAIN_RECIPE`'s, the
-      base that ships).
+      base that ships);
+    - ``paste_warp``: the skin-primed agnostic image carries the warped garment too, pasted
+      inside ``m_w`` (:func:`~gardiffmini.data.warp.paste_warped_garment`), as DCI-VTON (Gou
+      et al., 2023) hands its diffusion model the warp pasted into the agnostic image: with
+      ``skin_init="agnostic"`` the UNet starts by reading warp + paste where it read the
+      grey image, so it need not learn to move the garment in from ``E(I_w)`` first. Not in
+      the paper (its warp enters as ``E(I_w)`` only); a lever of chapter 7.
 
     The defaults are the book's recipe (:data:`DEFAULT_RECIPE`). Chapter 7 measured the
     DensePose and the skin colour as levers against :data:`PLAIN_RECIPE` before they became
@@ -73,6 +79,7 @@ class Recipe:
     skin_input: bool = True
     skin_init: str = "agnostic"
     person_base: bool = False
+    paste_warp: bool = False
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
@@ -83,6 +90,12 @@ class Recipe:
         if self.person_base and not (self.pose_input or self.skin_input):
             raise ValueError("person_base needs a person input (pose_input or skin_input) for "
                              "the base to read")
+        if self.paste_warp and not self.skin_input:
+            raise ValueError("paste_warp pastes the warp into the skin-primed agnostic image: "
+                             "it needs skin_input")
+        if self.paste_warp and self.person_base:
+            raise ValueError("paste_warp with person_base: the shared base is trained without "
+                             "a garment, so it has no warp to paste")
 
     def identity(self) -> dict:
         """The fields for a run's identity: every field, less those added after runs were
@@ -94,7 +107,7 @@ class Recipe:
 
 # fields added to Recipe after runs were shipped, with the value that leaves the loss as it was
 LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False, "skin_input": False,
-                "skin_init": "zero", "person_base": False}
+                "skin_init": "zero", "person_base": False, "paste_warp": False}
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")

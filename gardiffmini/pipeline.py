@@ -36,6 +36,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file
 from transformers import CLIPVisionModelWithProjection
 
+from gardiffmini.data.warp import paste_warped_garment
 from gardiffmini.models.adapter import GarmentAdapter
 from gardiffmini.models.attention import garment_processors
 from gardiffmini.models.encoders import clip_image_embeds
@@ -166,6 +167,8 @@ class GarDiffPipeline(DiffusionPipeline):
     """Virtual try-on with GarDiff.
 
     Components: ``unet``, ``vae``, ``image_encoder``, ``adapter``, ``scheduler`` (DDIM).
+    ``paste_warp`` (saved in the pipeline's config): the UNet was trained with the recipe's
+    ``paste_warp``, so its skin-primed agnostic latent carries the warped garment pasted in.
     """
 
     model_cpu_offload_seq = "image_encoder->adapter->unet->vae"
@@ -177,6 +180,7 @@ class GarDiffPipeline(DiffusionPipeline):
         image_encoder: CLIPVisionModelWithProjection,
         adapter: GarmentAdapter,
         scheduler: DDIMScheduler,
+        paste_warp: bool = False,
     ) -> None:
         super().__init__()
         installed = garment_processors(unet)
@@ -192,8 +196,13 @@ class GarDiffPipeline(DiffusionPipeline):
             if found != settings:
                 raise ValueError(f"{name} was installed with {found}, the adapter's config says "
                                  f"{settings}")
+        if paste_warp and not person_inputs(unet.config.in_channels, unet.config.out_channels)[1]:
+            raise ValueError("paste_warp pastes the warp into the skin-primed agnostic image, "
+                             f"but this UNet has no skin channels (in_channels="
+                             f"{unet.config.in_channels})")
         self.register_modules(unet=unet, vae=vae, image_encoder=image_encoder, adapter=adapter,
                               scheduler=scheduler)
+        self.register_to_config(paste_warp=paste_warp)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
     @property
@@ -217,19 +226,28 @@ class GarDiffPipeline(DiffusionPipeline):
     def person_latents(
         self, agnostic: torch.Tensor, agnostic_mask: torch.Tensor | None = None,
         densepose: torch.Tensor | None = None, skin_colour: torch.Tensor | None = None,
+        warped_cloth: torch.Tensor | None = None, warped_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The person conditions the UNet reads after ``[x_t, E(I_w), E(I_a)]``, as
         :func:`tryon_unet_input` takes them: ``pose``, the DensePose on the latent grid
         (:func:`pose_latent`), and ``skin``, ``E`` of the agnostic image painted in
         ``skin_colour`` inside ``agnostic_mask``
-        (:func:`~gardiffmini.skin.skin_primed_agnostic`); ``None`` for each not given. On the
-        UNet's device and in its dtype; images as :meth:`__call__` takes them."""
+        (:func:`~gardiffmini.skin.skin_primed_agnostic`), with ``warped_cloth`` pasted into it
+        inside ``warped_mask`` where the pipeline's ``paste_warp`` says so (then both are
+        required); ``None`` for each not given. On the UNet's device and in its dtype; images
+        as :meth:`__call__` takes them."""
         device, dtype = self._execution_device, self.unet.dtype
         size = tuple(s // self.vae_scale_factor for s in agnostic.shape[-2:])
         pose = None if densepose is None else pose_latent(densepose, size).to(device, dtype)
         skin = None
         if skin_colour is not None:
             primed = skin_primed_agnostic(agnostic, agnostic_mask, skin_colour)
+            if self.config.paste_warp:
+                if warped_cloth is None or warped_mask is None:
+                    raise ValueError("this pipeline's UNet was trained with paste_warp: its "
+                                     "skin latent needs warped_cloth and warped_mask")
+                primed = paste_warped_garment(primed, warped_cloth.to(primed),
+                                              warped_mask.to(primed))
             skin = encode_latents(self.vae, primed.to(device, self.vae.dtype)).to(dtype)
         return pose, skin
 
@@ -358,7 +376,8 @@ class GarDiffPipeline(DiffusionPipeline):
         if guided:  # the unconditional branch has no garment: training drops E(I_w) too
             warped_latents = torch.cat([torch.zeros_like(warped_latents), warped_latents])
             agnostic_latents = torch.cat([agnostic_latents, agnostic_latents])
-        pose, skin = self.person_latents(agnostic, agnostic_mask, densepose, skin_colour)
+        pose, skin = self.person_latents(agnostic, agnostic_mask, densepose, skin_colour,
+                                         warped_cloth, warped_mask)
         if guided:  # person conditions, like E(I_a): the same in both halves
             pose, skin = (None if c is None else torch.cat([c, c]) for c in (pose, skin))
         attention_kwargs = {"garment_mask": mask} if self.adapter.config.use_vae_tokens else None

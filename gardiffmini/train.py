@@ -31,6 +31,7 @@ from gardiffmini.data.datasets import default_warp, open_dataset
 from gardiffmini.data.fingerprint import data_fingerprint
 from gardiffmini.data.layout import GARMENT_LABELS
 from gardiffmini.data.toyviton import ensure_toyviton
+from gardiffmini.data.warp import paste_warped_garment
 from gardiffmini.features import default_features
 from gardiffmini.inpainting_base import base_hash, inpainting_base
 from gardiffmini.losses import FrozenDecoder, epsilon_from_v, gardiff_loss
@@ -109,7 +110,7 @@ def get_variant(name: str | Variant) -> Variant:
 @torch.no_grad()
 def encode_split(
     dataset: torch.utils.data.Dataset, vae, image_encoder, batch_size: int = 32,
-    desc: str = "encoding", pose: bool = False, skin: bool = False,
+    desc: str = "encoding", pose: bool = False, skin: bool = False, paste_warp: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Everything a frozen-encoder training step needs, for every pair of ``dataset``.
 
@@ -120,8 +121,13 @@ def encode_split(
     ``pose``, the person's DensePose on the latent grid too (``"pose"``,
     :func:`~gardiffmini.pipeline.pose_latent`, for the recipe's ``pose_input``); with
     ``skin``, ``E`` of the agnostic image painted in the person's skin colour (``"skin"``,
-    :func:`~gardiffmini.baselines.skin_primed`, for its ``skin_input``).
+    :func:`~gardiffmini.baselines.skin_primed`, for its ``skin_input``), with ``paste_warp``
+    that image with the warped garment pasted into it
+    (:func:`~gardiffmini.data.warp.paste_warped_garment`, for its ``paste_warp``).
     """
+    if paste_warp and not skin:
+        raise ValueError("paste_warp pastes the warp into the skin-primed agnostic image: it "
+                         "needs skin")
     # the computed warp is numpy work per pair: worker processes do it while this one encodes
     workers = min(2, os.cpu_count() or 1)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
@@ -141,7 +147,10 @@ def encode_split(
         if pose:
             encoded["pose"] = pose_latent(batch["densepose"], tuple(encoded["x0"].shape[-2:]))
         if skin:
-            encoded["skin"] = encode_latents(vae, skin_primed(batch)["agnostic"])
+            primed = skin_primed(batch)["agnostic"]
+            if paste_warp:
+                primed = paste_warped_garment(primed, batch["warped_cloth"], batch["warped_mask"])
+            encoded["skin"] = encode_latents(vae, primed)
         for key, value in encoded.items():
             parts.setdefault(key, []).append(value.cpu())
     return {key: torch.cat(values) for key, values in parts.items()}
@@ -301,7 +310,7 @@ def train_variant(
     if not run.finished:
         cache = cached_training_set(root, profile, vae, image_encoder, encoders_id,
                                     pairs_file, warp, pose=recipe.pose_input,
-                                    skin=recipe.skin_input)
+                                    skin=recipe.skin_input, paste_warp=recipe.paste_warp)
         scheduler = noise_scheduler(recipe.prediction_type)
         params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
@@ -336,6 +345,7 @@ def train_variant(
     pipeline = GarDiffPipeline(
         unet=unet.eval(), vae=vae, image_encoder=image_encoder, adapter=adapter.eval(),
         scheduler=DDIMScheduler.from_config(noise_scheduler(recipe.prediction_type).config),
+        paste_warp=recipe.paste_warp,
     )
     pipeline.run = run
     return pipeline
@@ -345,25 +355,28 @@ def cached_training_set(
     root: Path, profile: Profile, vae, image_encoder, encoders_id: str,
     pairs_file: Path | str | None = None, warp: str | None = None,
     pose: bool = DEFAULT_RECIPE.pose_input, skin: bool = DEFAULT_RECIPE.skin_input,
+    paste_warp: bool = DEFAULT_RECIPE.paste_warp,
 ) -> dict[str, torch.Tensor]:
     """:func:`encode_split` of the training pairs (of ``pairs_file`` where given), their
     garments warped by the protocol ``warp`` (:data:`~gardiffmini.data.datasets.WARPS`;
     ``None``: the data's :func:`~gardiffmini.data.datasets.default_warp`), with the DensePose
     on the latent grid where ``pose`` asks for it and the skin-primed agnostic latent where
-    ``skin`` does (by default, what the book's recipe reads), cached on disk next to the runs
-    (a cache without them keeps the key it had before they existed)."""
+    ``skin`` does, the warp pasted into it where ``paste_warp`` does (by default, what the
+    book's recipe reads), cached on disk next to the runs (a cache without them keeps the key
+    it had before they existed)."""
     warp = default_warp(root) if warp is None else warp
     data = data_fingerprint(root, "train", pairs_file)
     key = config_hash({"root": str(Path(root).resolve()), "encoders": encoders_id,
                        "size": profile.image_size, "data": data, "warp": warp}
-                      | ({"pose": True} if pose else {}) | ({"skin": True} if skin else {}))
+                      | ({"pose": True} if pose else {}) | ({"skin": True} if skin else {})
+                      | ({"paste_warp": True} if paste_warp else {}))
     path = runs_root() / "cache" / f"train-{profile.name}-{key}.safetensors"
     if path.exists():
         return load_file(str(path))
     dataset = open_dataset(root, split="train", pairing="paired", size=profile.image_size,
                            pairs_file=pairs_file, warp=warp)
     cache = encode_split(dataset, vae, image_encoder, desc="caching latents", pose=pose,
-                         skin=skin)
+                         skin=skin, paste_warp=paste_warp)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path, cache)
     return cache

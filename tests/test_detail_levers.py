@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from detail_levers import COMPARED, LEVERS, recipe_levers, verdicts  # noqa: E402
+from detail_levers import COMPARED, LEVERS, REFERENCES, recipe_levers, verdicts  # noqa: E402
 
-from gardiffmini.objective import PLAIN_RECIPE  # noqa: E402
+from gardiffmini.objective import DEFAULT_RECIPE, PLAIN_RECIPE  # noqa: E402
 from gardiffmini.reproduce import summarize  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def test_recipe_levers_change_only_what_they_name() -> None:
                                                             garment_weight=4.0)
     for _, recipe in levers.values():  # everything else is the recipe they were found on
         assert replace(recipe, garment_weight=1.0, pose_input=False, skin_input=False,
-                       skin_init="zero") == PLAIN_RECIPE
+                       skin_init="zero", paste_warp=False) == PLAIN_RECIPE
 
 
 def test_an_appearance_loss_row_is_judged_against_its_own_recipe_without_it() -> None:
@@ -78,3 +78,16 @@ def test_an_appearance_loss_row_is_judged_against_its_own_recipe_without_it() ->
     assert own["SSIM"]["verdict"] == "no measurable effect"
     assert "against the same recipe without AL" not in verdicts(
         summarize({key: per_seed[key] for key in (plain, base, "warp+paste")}), plain)
+
+
+def test_the_paste_lever_pastes_the_warp_into_the_skin_input_of_its_reference() -> None:
+    title, plain_paste = recipe_levers(4.0)["paste"]
+    assert title == "skin colour input with E(I_a)'s weights, warp pasted in"
+    assert plain_paste == replace(PLAIN_RECIPE, skin_input=True, skin_init="agnostic",
+                                  paste_warp=True)
+    title, book_paste = recipe_levers(4.0, DEFAULT_RECIPE)["paste"]
+    assert title == "warp pasted into the skin-primed image"
+    assert book_paste == replace(DEFAULT_RECIPE, paste_warp=True)
+    # against the book's recipe, the levers it already holds are the reference itself
+    assert recipe_levers(4.0, DEFAULT_RECIPE)["pose+skin"][1] == DEFAULT_RECIPE
+    assert REFERENCES["book"][0] == DEFAULT_RECIPE and REFERENCES["plain"][0] == PLAIN_RECIPE

@@ -251,3 +251,14 @@ def test_page_without_a_shipped_model_says_so(tmp_path):
     assert any("ship_tryon.py --profile ci" in why for why in manifest["missing"])
     assert not (tmp_path / "html" / "tryit" / "models.js").exists()
     assert (tmp_path / "html" / "tryit" / "manifest.js").is_file()
+
+
+def test_a_paste_warp_pipeline_is_neither_shipped_nor_exported(pipeline, tmp_path):
+    pasted = GarDiffPipeline(**pipeline.components, paste_warp=True)
+    with pytest.raises(ValueError, match="export_graphs: this pipeline was trained with the "
+                                         "recipe's paste_warp"):
+        graphs.export_graphs(pasted)
+    with pytest.raises(ValueError, match="save_tryon: this pipeline was trained with the "
+                                         "recipe's paste_warp"):
+        weights.save_tryon(pasted, PROFILE, {}, tmp_path / "tryon.safetensors")
+    assert not (tmp_path / "tryon.safetensors").exists()

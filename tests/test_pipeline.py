@@ -337,3 +337,39 @@ def test_person_latents_are_the_pose_on_the_latent_grid_and_the_primed_latent(pi
     primed = skin_primed_agnostic(agnostic, mask, colour)  # by hand: E of the primed image
     torch.testing.assert_close(skin, encode_latents(both.vae, primed), rtol=0, atol=0)
     assert both.person_latents(agnostic) == (None, None)  # nothing given, nothing read
+
+
+def test_a_paste_warp_pipeline_pastes_the_warp_into_its_skin_latent(pipe, tmp_path):
+    with pytest.raises(ValueError, match="paste_warp pastes the warp into the skin-primed "
+                                         "agnostic image, but this UNet has no skin channels"):
+        GarDiffPipeline(**pipe.components, paste_warp=True)
+    components = {**pipe.components, "unet": add_input_channels(copy.deepcopy(pipe.unet), 4)}
+    primed_only = GarDiffPipeline(**components)
+    pasted = GarDiffPipeline(**components, paste_warp=True)
+    assert pasted.config.paste_warp and not primed_only.config.paste_warp
+    images = person_batch()
+    mask = torch.zeros(1, 1, HEIGHT, WIDTH)
+    mask[:, :, 8:56] = 1
+    colour = torch.tensor([[0.4, 0.1, -0.2]])
+    with pytest.raises(ValueError, match="trained with paste_warp: its skin latent needs "
+                                         "warped_cloth and warped_mask"):
+        pasted.person_latents(images["agnostic"], mask, skin_colour=colour)
+    _, skin = pasted.person_latents(images["agnostic"], mask, skin_colour=colour,
+                                    warped_cloth=images["warped_cloth"],
+                                    warped_mask=images["warped_mask"])
+    primed = skin_primed_agnostic(images["agnostic"], mask, colour)  # by hand
+    by_hand = images["warped_mask"] * images["warped_cloth"] + (1 - images["warped_mask"]) * primed
+    torch.testing.assert_close(skin, encode_latents(pasted.vae, by_hand), rtol=0, atol=0)
+    # without paste_warp the warp is not read, even where given
+    _, plain = primed_only.person_latents(images["agnostic"], mask, skin_colour=colour,
+                                          warped_cloth=images["warped_cloth"],
+                                          warped_mask=images["warped_mask"])
+    torch.testing.assert_close(plain, encode_latents(pasted.vae, primed), rtol=0, atol=0)
+    with torch.no_grad():  # trained-looking skin weights: the pasted latent changes the sample
+        pasted.unet.conv_in.weight[:, 12:].normal_(generator=torch.Generator().manual_seed(0))
+    pasted.set_progress_bar_config(disable=True)
+    primed_only.set_progress_bar_config(disable=True)
+    assert not torch.allclose(sample(pasted, agnostic_mask=mask, skin_colour=colour),
+                              sample(primed_only, agnostic_mask=mask, skin_colour=colour))
+    pasted.save_pretrained(tmp_path)
+    assert GarDiffPipeline.from_pretrained(tmp_path).config.paste_warp is True

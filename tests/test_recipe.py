@@ -194,3 +194,15 @@ def test_skin_init_is_checked_and_left_out_of_the_identity_at_zero():
     assert "skin_init" not in zero
     moved = replace(objective.PLAIN_RECIPE, skin_input=True, skin_init="agnostic").identity()
     assert moved == zero | {"skin_init": "agnostic"}
+
+
+def test_paste_warp_needs_the_skin_input_and_no_person_base_and_is_out_of_the_identity_off():
+    book = objective.DEFAULT_RECIPE
+    assert not book.paste_warp and "paste_warp" not in book.identity()
+    pasted = replace(book, paste_warp=True).identity()
+    assert pasted == book.identity() | {"paste_warp": True}
+    with pytest.raises(ValueError, match="paste_warp pastes the warp into the skin-primed "
+                                         "agnostic image: it needs skin_input"):
+        replace(objective.PLAIN_RECIPE, paste_warp=True)
+    with pytest.raises(ValueError, match="paste_warp with person_base"):
+        replace(book, paste_warp=True, person_base=True)

@@ -5,6 +5,7 @@ the steps asked."""
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,15 @@ def test_a_base_is_named_by_its_kind_and_steps():
     for bad in ("person", "person:0", "person:x", "sd:3000"):
         with pytest.raises(argparse.ArgumentTypeError, match="KIND:STEPS"):
             shared_base.base_spec(bad)
+
+
+def test_the_paste_kind_shares_the_plain_base_and_pastes_the_warp_in_the_variant():
+    from gardiffmini.objective import DEFAULT_RECIPE, base_recipe
+
+    assert shared_base.base_spec("plain-paste:6000") == ("plain-paste", 6000)
+    plain, pasted = (shared_base.BASES[kind][1] for kind in ("plain", "plain-paste"))
+    assert pasted == replace(DEFAULT_RECIPE, paste_warp=True) and plain == DEFAULT_RECIPE
+    assert base_recipe(pasted) == base_recipe(plain)  # one base run serves both kinds
 
 
 def test_input_weight_norms_split_the_first_convolution_by_input():

@@ -387,3 +387,25 @@ def test_a_skin_run_trains_and_samples_with_the_face_colour(skin_cache, profile)
     images = try_on(skinned, batch, profile, seed=0)
     assert images.shape == (2, 3, profile.height, profile.width)
     assert torch.isfinite(images).all()
+
+
+def test_the_paste_cache_holds_the_warp_pasted_into_the_primed_image(cache, skin_cache, profile):
+    from gardiffmini.data.warp import paste_warped_garment
+    from gardiffmini.pipeline import encode_latents
+    from gardiffmini.skin import face_skin_colour, skin_primed_agnostic
+
+    data, vae = cache
+    skinned, _ = skin_cache
+    pasted, first = _condition_cache(profile, skin=True, paste_warp=True)
+    _assert_cache_adds_only(data, pasted, "skin")
+    colour = face_skin_colour(first["agnostic"][None], first["parse"][None])
+    primed = skin_primed_agnostic(first["agnostic"][None], first["agnostic_mask"][None], colour)
+    with torch.no_grad():
+        expected = encode_latents(vae, paste_warped_garment(
+            primed, first["warped_cloth"][None], first["warped_mask"][None]))[0]
+    # one image against a batch: the tolerance of the skin cache's test
+    torch.testing.assert_close(pasted["skin"][0], expected, atol=1e-4, rtol=0)
+    assert not torch.allclose(pasted["skin"], skinned["skin"])
+    with pytest.raises(ValueError, match="paste_warp pastes the warp into the skin-primed "
+                                         "agnostic image: it needs skin"):
+        train.encode_split([], vae, None, skin=False, paste_warp=True)

@@ -17,6 +17,7 @@ from gardiffmini.data.warp import (
     GARMENT_LANDMARKS,
     SHOULDER_EASE,
     garment_landmarks,
+    paste_warped_garment,
     person_landmarks,
     tps_fit,
     tps_grid,
@@ -198,3 +199,19 @@ def test_pixel_grid_and_its_normalisation_for_grid_sample():
     image = torch.arange(6.0).reshape(1, 1, 2, 3)
     torch.testing.assert_close(F.grid_sample(image, grid, align_corners=False), image)
     assert normalised(torch.tensor([[0.0, 0.0]]), 2, 3).tolist() == [[pytest.approx(-2 / 3), -0.5]]
+
+
+def test_paste_warped_garment_takes_the_warp_inside_its_mask_and_the_image_outside():
+    image = torch.zeros(2, 3, 4, 4)
+    warped = torch.full((2, 3, 4, 4), -1.0)
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[0, :, :2] = 1
+    mask[1, :, :, 3] = 0.5  # a soft edge blends the two
+    pasted = paste_warped_garment(image, warped, mask)
+    assert pasted[0, :, :2].eq(-1).all() and pasted[0, :, 2:].eq(0).all()
+    assert pasted[1, :, :, 3].eq(-0.5).all() and pasted[1, :, :, :3].eq(0).all()
+    with pytest.raises(ValueError, match=r"paste_warped_garment: expected image and "
+                                         r"warped_cloth \(B, 3, H, W\)"):
+        paste_warped_garment(image, warped, mask[:, :, :2])
+    with pytest.raises(ValueError, match="paste_warped_garment"):
+        paste_warped_garment(image, warped[:1], mask)

@@ -423,3 +423,17 @@ def warp_garment(
     warped_mask = torch.stack([mask for _, mask in parts]).to(cloth.dtype)
     warped = warped * warped_mask + background * (1 - warped_mask)
     return (warped[0], warped_mask[0]) if single else (warped, warped_mask)
+
+
+def paste_warped_garment(image: torch.Tensor, warped_cloth: torch.Tensor,
+                         warped_mask: torch.Tensor) -> torch.Tensor:
+    """``m_w * I_w + (1 - m_w) * image``: the warped garment pasted into ``image`` (the agnostic
+    image, for warp + paste; the skin-primed one, for the recipe's ``paste_warp``), in the
+    range of its inputs. ``image`` and ``warped_cloth`` (B, 3, H, W), ``warped_mask``
+    (B, 1, H, W)."""
+    if image.shape != warped_cloth.shape or warped_mask.shape != (image.shape[0], 1,
+                                                                   *image.shape[2:]):
+        raise ValueError(f"paste_warped_garment: expected image and warped_cloth (B, 3, H, W) "
+                         f"and warped_mask (B, 1, H, W) of one size, got {tuple(image.shape)}, "
+                         f"{tuple(warped_cloth.shape)} and {tuple(warped_mask.shape)}")
+    return warped_mask * warped_cloth + (1 - warped_mask) * image

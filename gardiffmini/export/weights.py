@@ -48,6 +48,9 @@ def save_tryon(pipeline: GarDiffPipeline, profile: Profile, record: dict,
                path: Path | None = None) -> Path:
     """Write ``pipeline``'s UNet, adapter and CLIP image encoder and their record; return the
     safetensors path. ``record`` (run identity, provenance) is stored with the configurations."""
+    if pipeline.config.paste_warp:
+        raise ValueError("save_tryon: this pipeline was trained with the recipe's paste_warp, "
+                         "which the shipped try-on does not record; ship one without it")
     path = path or shipped_tryon_path(profile)
     tensors = {f"{name}.{key}": value.detach().float().contiguous()
                for name in COMPONENTS
