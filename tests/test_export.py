@@ -253,12 +253,25 @@ def test_page_without_a_shipped_model_says_so(tmp_path):
     assert (tmp_path / "html" / "tryit" / "manifest.js").is_file()
 
 
-def test_a_paste_warp_pipeline_is_neither_shipped_nor_exported(pipeline, tmp_path):
+def test_a_paste_warp_pipeline_ships_and_its_page_reads_the_skin_latent_per_pair(
+        pipeline, tmp_path, monkeypatch):
+    """With the recipe's paste_warp the skin latent depends on the garment: the shipped record
+    keeps the flag, the gallery holds one skin latent per pair, and the page's pick of it
+    gives the PyTorch pipeline's try-on (checked by write_page_assets on the way)."""
+    monkeypatch.setenv("GARDIFF_DATA", str(tmp_path / "data"))
     pasted = GarDiffPipeline(**pipeline.components, paste_warp=True)
-    with pytest.raises(ValueError, match="export_graphs: this pipeline was trained with the "
-                                         "recipe's paste_warp"):
-        graphs.export_graphs(pasted)
-    with pytest.raises(ValueError, match="save_tryon: this pipeline was trained with the "
-                                         "recipe's paste_warp"):
-        weights.save_tryon(pasted, PROFILE, {}, tmp_path / "tryon.safetensors")
-    assert not (tmp_path / "tryon.safetensors").exists()
+    path = weights.save_tryon(pasted, PROFILE, {"run": "test"}, tmp_path / "tryon-ci.safetensors")
+    assert weights.tryon_record(PROFILE, path)["paste_warp"] is True
+    assert weights.load_tryon(PROFILE, path).config.paste_warp is True
+    pairs = page.gallery_set(PROFILE, n_persons=2, n_garments=3)
+    cond = page.conditioning(pasted, pairs, 2, 3)
+    plain = page.conditioning(pipeline, pairs, 2, 3)
+    assert cond["skin_latents"].shape[0] == 6 and plain["skin_latents"].shape[0] == 2
+    assert cond["pose_latents"].shape[0] == 2
+    picked = page.onnx_inputs(cond, 3, person=1, garment=2)
+    np.testing.assert_array_equal(picked["skin_latents"], cond["skin_latents"][5:6])
+    np.testing.assert_array_equal(page.onnx_inputs(plain, 3, 1, 2)["skin_latents"],
+                                  plain["skin_latents"][1:2])
+    manifest = page.write_page_assets(tmp_path / "html", PROFILE, repo=tmp_path / "repo",
+                                      weights=path)
+    assert manifest["reference"]["onnx_python_max_difference"] < TOLERANCE

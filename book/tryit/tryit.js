@@ -274,10 +274,12 @@
         warped_mask: tensor('float32', item(arrays.warped_mask, pair), mdims),
         guidance_scale: tensor('float32', Float32Array.from([guidance]), [1])
       };
-      // the person conditions the model was trained with (DensePose, skin colour), per person
+      // the person conditions the model was trained with (DensePose, skin colour): per person,
+      // or per pair where they hold as many rows as the pairs (the warp pasted into the skin)
       ['pose_latents', 'skin_latents'].forEach(function (name) {
         if (arrays[name]) {
-          fixed[name] = tensor('float32', item(arrays[name], person),
+          var row = arrays[name].shape[0] === arrays.warped_latents.shape[0] ? pair : person;
+          fixed[name] = tensor('float32', item(arrays[name], row),
                                [1].concat(arrays[name].shape.slice(1)));
         }
       });

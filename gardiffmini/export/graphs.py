@@ -135,10 +135,6 @@ def example_inputs(pipeline: GarDiffPipeline, generator: torch.Generator | None 
 
 def export_graphs(pipeline: GarDiffPipeline) -> dict[str, bytes]:
     """``{"denoise": onnx bytes, "decode": onnx bytes}``: each graph in one file, float32."""
-    if pipeline.config.paste_warp:
-        raise ValueError("export_graphs: this pipeline was trained with the recipe's "
-                         "paste_warp, whose skin latent is one per pair, not per person as the "
-                         "page computes it; export one without it")
     inputs = example_inputs(pipeline)
     graphs = {"denoise": (DenoiseGraph(pipeline), denoise_inputs(pipeline), "noise"),
               "decode": (DecodeGraph(pipeline), DECODE_INPUTS, "image")}

@@ -90,15 +90,25 @@ def conditioning(pipeline: GarDiffPipeline, pairs: dict, n_persons: int, n_garme
     """The model inputs of the page, computed as :class:`GarDiffPipeline` computes them:
     per person ``agnostic``, ``agnostic_mask``, ``E(I_a)`` and the person conditions the
     model reads (``pose_latents``, ``skin_latents``: :meth:`GarDiffPipeline.person_latents`
-    of the person's DensePose and face skin colour, as the book's evaluation passes them);
-    per garment ``CLIP(I_c)``; per pair ``E(I_w)``, ``m_w`` and warp + paste (uint8, for
-    display)."""
+    of the person's DensePose and face skin colour, as the book's evaluation passes them;
+    ``skin_latents`` per pair where the UNet reads the warp pasted into them, the pipeline's
+    ``paste_warp``); per garment ``CLIP(I_c)``; per pair ``E(I_w)``, ``m_w`` and warp + paste
+    (uint8, for display). :func:`onnx_inputs` and the page tell the two kinds of
+    ``skin_latents`` apart by their rows."""
     vae, encoder = pipeline.vae, pipeline.image_encoder
     persons = slice(0, n_persons * n_garments, n_garments)
     person_rows = {k: v[persons] for k, v in pairs.items() if isinstance(v, torch.Tensor)}
     agnostic = person_rows["agnostic"]
-    pose, skin = pipeline.person_latents(agnostic, person_rows["agnostic_mask"],
-                                         **person_conditions(pipeline, person_rows))
+    conditions = person_conditions(pipeline, person_rows)
+    per_pair = pipeline.config.paste_warp
+    pose, skin = pipeline.person_latents(
+        agnostic, person_rows["agnostic_mask"], densepose=conditions.get("densepose"),
+        skin_colour=None if per_pair else conditions.get("skin_colour"))
+    if per_pair:
+        _, skin = pipeline.person_latents(
+            pairs["agnostic"], pairs["agnostic_mask"],
+            skin_colour=person_conditions(pipeline, pairs).get("skin_colour"),
+            warped_cloth=pairs["warped_cloth"], warped_mask=pairs["warped_mask"])
     person_latents = {name: latents.numpy() for name, latents
                       in zip(graphs.PERSON_INPUTS, (pose, skin), strict=True)
                       if latents is not None}
@@ -175,8 +185,10 @@ def onnx_inputs(cond: dict[str, np.ndarray], n_garments: int, person: int, garme
                 ) -> dict[str, np.ndarray]:
     """The arrays one page run feeds the graphs, picked from the gallery as the page picks them."""
     i = person * n_garments + garment
-    person_latents = {name: cond[name][person:person + 1] for name in graphs.PERSON_INPUTS
-                      if name in cond}
+    n_pairs = len(cond["warped_latents"])
+    rows = {name: i if len(cond[name]) == n_pairs else person  # per pair, or per person
+            for name in graphs.PERSON_INPUTS if name in cond}
+    person_latents = {name: cond[name][row:row + 1] for name, row in rows.items()}
     return {"warped_latents": cond["warped_latents"][i:i + 1],
             "agnostic_latents": cond["agnostic_latents"][person:person + 1], **person_latents,
             "clip_embeds": cond["clip_embeds"][garment:garment + 1],

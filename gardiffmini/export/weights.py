@@ -4,8 +4,10 @@
 processors), the adapter and the CLIP image encoder in float32; the JSON beside it holds
 their configurations, the DDIM scheduler's configuration, the hash of the VAE they were
 trained with (the profile's shipped VAE, :func:`~gardiffmini.models.vae.load_shipped_vae`),
-the training run's identity and provenance. Everything the page needs is rebuilt from these
-two files: nothing of the model is copied by hand.
+the training run's identity and provenance, and whether the UNet reads the warp pasted into
+its skin-primed image (the recipe's ``paste_warp``; records shipped before it existed: no).
+Everything the page needs is rebuilt from these two files: nothing of the model is copied by
+hand.
 """
 
 from __future__ import annotations
@@ -48,9 +50,6 @@ def save_tryon(pipeline: GarDiffPipeline, profile: Profile, record: dict,
                path: Path | None = None) -> Path:
     """Write ``pipeline``'s UNet, adapter and CLIP image encoder and their record; return the
     safetensors path. ``record`` (run identity, provenance) is stored with the configurations."""
-    if pipeline.config.paste_warp:
-        raise ValueError("save_tryon: this pipeline was trained with the recipe's paste_warp, "
-                         "which the shipped try-on does not record; ship one without it")
     path = path or shipped_tryon_path(profile)
     tensors = {f"{name}.{key}": value.detach().float().contiguous()
                for name in COMPONENTS
@@ -62,6 +61,7 @@ def save_tryon(pipeline: GarDiffPipeline, profile: Profile, record: dict,
         "adapter_config": _plain(pipeline.adapter.config),
         "image_encoder_config": pipeline.image_encoder.config.to_dict(),
         "scheduler_config": _plain(pipeline.scheduler.config),
+        "paste_warp": bool(pipeline.config.paste_warp),
         "parameters": {name: sum(p.numel() for p in getattr(pipeline, name).parameters())
                        for name in COMPONENTS},
     }
@@ -113,7 +113,8 @@ def load_tryon(profile: Profile, path: Path | None = None) -> GarDiffPipeline:
     scheduler = DDIMScheduler.from_config(record["scheduler_config"])
     pipeline = GarDiffPipeline(unet=unet.eval().requires_grad_(False), vae=vae,
                                image_encoder=encoder.eval().requires_grad_(False),
-                               adapter=adapter.eval().requires_grad_(False), scheduler=scheduler)
+                               adapter=adapter.eval().requires_grad_(False), scheduler=scheduler,
+                               paste_warp=record.get("paste_warp", False))
     pipeline.set_progress_bar_config(disable=True)
     pipeline.record = record
     return pipeline
