@@ -85,6 +85,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from functools import partial
 
 from diffusers import DDIMScheduler
 from scoring import SCORED_WARPS, scored_sets, scoring_parser, write_record
@@ -120,7 +121,8 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
     """Every row of one seed: the baselines, then each lever of ``args.levers``."""
     rows = {name: _rounded(score(images, sets, net, root, seed))
             for name, images in baseline_images(vae, sets).items()}
-    reference, reference_name = REFERENCES[args.reference]
+    reference = REFERENCES[args.reference][0]
+    reference_row = partial(reference_title, args.reference)
     recipes = recipe_levers(args.garment_weight, reference)
     for lever in args.levers:
         if lever in recipes and recipes[lever][1] == reference:
@@ -153,19 +155,24 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
     gfa = VARIANTS["base+gfa"]
     if "spacing" in args.levers:
         for spacing in SPACINGS:
-            evaluate(f"{reference_name}, {spacing} spacing", gfa, spacing)
+            evaluate(reference_row(spacing), gfa, spacing)
     if "vae-stream" in args.levers:
-        evaluate(f"{reference_name}, {args.spacing} spacing", gfa, args.spacing)
+        evaluate(reference_row(args.spacing), gfa, args.spacing)
         evaluate(f"Base + GFA, VAE stream from zero, {args.spacing} spacing",
                  replace(gfa, vae_stream_from_zero=True), args.spacing)
     for lever, (what, recipe) in recipes.items():
         if lever in args.levers:
-            evaluate(f"{reference_name}, {args.spacing} spacing", gfa, args.spacing)
+            evaluate(reference_row(args.spacing), gfa, args.spacing)
             evaluate(f"Base + GFA, {what}, {args.spacing} spacing", gfa, args.spacing, recipe)
             if args.appearance_loss:
                 evaluate(f"{AL_PREFIX}{what}, {args.spacing} spacing", VARIANTS["base+gfa+al"],
                          args.spacing, recipe)
     return rows
+
+
+def reference_title(reference: str, spacing: str) -> str:
+    """The title of the row the levers are judged against (:data:`REFERENCES`)."""
+    return f"{REFERENCES[reference][1]}, {spacing} spacing"
 
 
 def recipe_levers(garment_weight: float, reference: Recipe = PLAIN_RECIPE
@@ -251,8 +258,7 @@ def main() -> None:
                                       if key in per_seed[seed][title]} for seed in seeds]
                              for title in titles})
         record |= {"seeds": seeds, "per_seed": per_seed, "summary": summary,
-                   "verdicts": verdicts(summary,
-                                        f"{REFERENCES[args.reference][1]}, {args.spacing} spacing")}
+                   "verdicts": verdicts(summary, reference_title(args.reference, args.spacing))}
     write_record(args.out, record, profile, seeds, started)
 
 

@@ -99,16 +99,13 @@ def conditioning(pipeline: GarDiffPipeline, pairs: dict, n_persons: int, n_garme
     persons = slice(0, n_persons * n_garments, n_garments)
     person_rows = {k: v[persons] for k, v in pairs.items() if isinstance(v, torch.Tensor)}
     agnostic = person_rows["agnostic"]
-    conditions = person_conditions(pipeline, person_rows)
-    per_pair = pipeline.config.paste_warp
+    # with paste_warp the skin latent depends on the garment: computed for every pair
+    rows = pairs if pipeline.config.paste_warp else person_rows
     pose, skin = pipeline.person_latents(
-        agnostic, person_rows["agnostic_mask"], densepose=conditions.get("densepose"),
-        skin_colour=None if per_pair else conditions.get("skin_colour"))
-    if per_pair:
-        _, skin = pipeline.person_latents(
-            pairs["agnostic"], pairs["agnostic_mask"],
-            skin_colour=person_conditions(pipeline, pairs).get("skin_colour"),
-            warped_cloth=pairs["warped_cloth"], warped_mask=pairs["warped_mask"])
+        rows["agnostic"], rows["agnostic_mask"], **person_conditions(pipeline, rows),
+        warped_cloth=rows["warped_cloth"], warped_mask=rows["warped_mask"])
+    if pose is not None and rows is pairs:
+        pose = pose[persons]
     person_latents = {name: latents.numpy() for name, latents
                       in zip(graphs.PERSON_INPUTS, (pose, skin), strict=True)
                       if latents is not None}
