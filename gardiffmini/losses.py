@@ -237,21 +237,34 @@ def gardiff_loss(eps_pred: torch.Tensor, eps: torch.Tensor, x_t: torch.Tensor,
                  decoder: Callable[[torch.Tensor], torch.Tensor], features: FeatureNet,
                  lam: float = 1e-3, scaling_factor: float = 1.0,
                  appearance_samples: int | None = None,
-                 mse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """GarDiff's loss ``L = L_mse + lambda * (L_spatial + L_high_freq)``.
+                 mse: torch.Tensor | None = None,
+                 max_timestep: int | None = None) -> dict[str, torch.Tensor]:
+    """GarDiff's loss ``L = L_mse + lambda * (L_spatial + L_high_freq)`` (GARDIFF.md, claim 4).
 
     ``lam`` is lambda (1e-3 in the paper). ``appearance_samples`` takes the appearance terms
     on the first that many samples of the batch only (decoding is the costly part on a CPU;
     the samples are in random order, so this is an unbiased estimate); ``None``: all, as in
-    the paper. ``mse``: the noise term when the training weighs it (default: the paper's
-    unweighted :func:`noise_mse`). Returns ``mse``, ``spatial``, ``high_freq``, ``appearance``
-    (their sum) and ``total``.
+    the paper. ``max_timestep`` takes them only on samples whose timestep is below it (the
+    first ``appearance_samples`` of those), as diffusers' latent perceptual loss example
+    (Berrada et al., 2025) takes its loss only below t = 200: from high noise the DDIM
+    estimate of x0 is a blur, which the terms would ask to be sharp. Where no sample is below
+    it, the appearance terms are zero. ``None``: every timestep, as in the paper. ``mse``: the
+    noise term when the training weighs it (default: the paper's unweighted
+    :func:`noise_mse`). Returns ``mse``, ``spatial``, ``high_freq``, ``appearance`` (their
+    sum) and ``total``.
     """
     mse = noise_mse(eps_pred, eps) if mse is None else mse
-    k = appearance_samples or len(x_t)
-    x0_hat = ddim_x0_estimate(x_t[:k], eps_pred[:k], timesteps[:k], alphas_cumprod)
-    appearance = appearance_loss(x0_hat, target_images[:k], garment_mask[:k], decoder, features,
-                                 scaling_factor)
+    # indices on the CPU index tensors on any device
+    eligible = (torch.ones(len(x_t), dtype=torch.bool) if max_timestep is None
+                else timesteps.cpu() < max_timestep)
+    chosen = torch.nonzero(eligible).flatten()[:appearance_samples or len(x_t)]
+    if len(chosen) == 0:
+        zero = mse.new_zeros(())
+        return {"mse": mse, "spatial": zero, "high_freq": zero, "appearance": zero,
+                "total": mse}
+    x0_hat = ddim_x0_estimate(x_t[chosen], eps_pred[chosen], timesteps[chosen], alphas_cumprod)
+    appearance = appearance_loss(x0_hat, target_images[chosen], garment_mask[chosen], decoder,
+                                 features, scaling_factor)
     return {
         "mse": mse,
         "spatial": appearance["spatial"],

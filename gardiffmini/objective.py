@@ -62,7 +62,11 @@ class Recipe:
       et al., 2023) hands its diffusion model the warp pasted into the agnostic image: with
       ``skin_init="agnostic"`` the UNet starts by reading warp + paste where it read the
       grey image, so it need not learn to move the garment in from ``E(I_w)`` first. Not in
-      the paper (its warp enters as ``E(I_w)`` only); a lever of chapter 7.
+      the paper (its warp enters as ``E(I_w)`` only); a lever of chapter 7;
+    - ``appearance_max_timestep``: ``+AL`` variants take the appearance loss only on samples
+      whose timestep is below it (:func:`~gardiffmini.losses.gardiff_loss`), as diffusers'
+      latent perceptual loss example does below t = 200; ``None``: at every timestep, as in
+      the paper. A lever of chapter 6.
 
     The defaults are the book's recipe (:data:`DEFAULT_RECIPE`). Chapter 7 measured the
     DensePose and the skin colour as levers against :data:`PLAIN_RECIPE` before they became
@@ -80,6 +84,7 @@ class Recipe:
     skin_init: str = "agnostic"
     person_base: bool = False
     paste_warp: bool = False
+    appearance_max_timestep: int | None = None
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
@@ -93,6 +98,9 @@ class Recipe:
         if self.paste_warp and not self.skin_input:
             raise ValueError("paste_warp pastes the warp into the skin-primed agnostic image: "
                              "it needs skin_input")
+        if self.appearance_max_timestep is not None and self.appearance_max_timestep < 1:
+            raise ValueError("appearance_max_timestep must be a positive timestep or None, got "
+                             f"{self.appearance_max_timestep!r}")
         if self.paste_warp and self.person_base:
             raise ValueError("paste_warp with person_base: the shared base is trained without "
                              "a garment, so it has no warp to paste")
@@ -107,7 +115,8 @@ class Recipe:
 
 # fields added to Recipe after runs were shipped, with the value that leaves the loss as it was
 LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False, "skin_input": False,
-                "skin_init": "zero", "person_base": False, "paste_warp": False}
+                "skin_init": "zero", "person_base": False, "paste_warp": False,
+                "appearance_max_timestep": None}
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")

@@ -222,7 +222,8 @@ def diffusion_step_loss(
     The diffusion MSE (the paper's noise objective on :func:`training_noise`, or its v
     counterpart), weighted as ``recipe`` says (:func:`weighted_noise_mse`), plus, for
     ``+AL`` variants, ``lambda * (L_spatial + L_high_freq)`` on the decoded DDIM estimate of
-    x0 (of the first ``appearance_samples`` samples of the batch; 0: all), a v model's output
+    x0 (of the first ``appearance_samples`` samples of the batch, 0: all; of those below
+    ``recipe.appearance_max_timestep`` where it is set), a v model's output
     turned into the epsilon of the paper's equation first. With probability
     :data:`CONDITION_DROP` a sample loses its garment: the CLIP embedding and the adapter's
     latent are zeroed, and with ``recipe.drop_warped_latent`` the UNet's ``E(I_w)`` too. With
@@ -257,6 +258,7 @@ def diffusion_step_loss(
         batch["warped_mask"], decoder=FrozenDecoder(vae), features=features,
         lam=variant.appearance_weight, scaling_factor=vae.config.scaling_factor,
         appearance_samples=appearance_samples or None, mse=mse,
+        max_timestep=recipe.appearance_max_timestep,
     )
     return {"loss": losses["total"], "mse": mse, "spatial": losses["spatial"],
             "high_freq": losses["high_freq"]}

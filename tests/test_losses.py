@@ -355,3 +355,27 @@ def test_appearance_samples_takes_the_appearance_terms_on_the_first_samples(text
                               target_images=image[:1], garment_mask=mask[:1], **common)
     torch.testing.assert_close(first["appearance"], only_first["appearance"])
     torch.testing.assert_close(first["mse"], noise_mse(eps * 0.9, eps))
+
+
+def test_max_timestep_takes_the_appearance_terms_on_the_samples_below_it(textured):
+    image, mask = textured
+    image, mask = image.repeat(2, 1, 1, 1)[:3], mask.repeat(2, 1, 1, 1)[:3]
+    scheduler = DDPMScheduler()
+    generator = torch.Generator().manual_seed(2)
+    latents = torch.randn(3, 3, H, W, generator=generator)
+    eps = torch.randn(3, 3, H, W, generator=generator)
+    timesteps = torch.tensor([700, 150, 20])
+    x_t = scheduler.add_noise(latents, eps, timesteps)
+    common = dict(alphas_cumprod=scheduler.alphas_cumprod, decoder=lambda z: z,
+                  features=default_features(), lam=0.5)
+    below = gardiff_loss(eps * 0.9, eps, x_t, timesteps, target_images=image, garment_mask=mask,
+                         appearance_samples=1, max_timestep=200, **common)
+    second = gardiff_loss(eps[1:2] * 0.9, eps[1:2], x_t[1:2], timesteps[1:2],
+                          target_images=image[1:2], garment_mask=mask[1:2], **common)
+    torch.testing.assert_close(below["appearance"], second["appearance"])
+    torch.testing.assert_close(below["mse"], noise_mse(eps * 0.9, eps))
+    # no sample below it: the appearance terms are zero and the loss is the noise term alone
+    none = gardiff_loss(eps * 0.9, eps, x_t, timesteps, target_images=image, garment_mask=mask,
+                        max_timestep=10, **common)
+    assert none["appearance"].item() == none["spatial"].item() == none["high_freq"].item() == 0
+    torch.testing.assert_close(none["total"], noise_mse(eps * 0.9, eps))

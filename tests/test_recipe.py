@@ -206,3 +206,13 @@ def test_paste_warp_needs_the_skin_input_and_no_person_base_and_is_out_of_the_id
         replace(objective.PLAIN_RECIPE, paste_warp=True)
     with pytest.raises(ValueError, match="paste_warp with person_base"):
         replace(book, paste_warp=True, person_base=True)
+
+
+def test_appearance_max_timestep_is_checked_and_out_of_the_identity_while_unset():
+    book = objective.DEFAULT_RECIPE
+    assert book.appearance_max_timestep is None
+    assert "appearance_max_timestep" not in book.identity()
+    low = replace(book, appearance_max_timestep=200).identity()
+    assert low == book.identity() | {"appearance_max_timestep": 200}
+    with pytest.raises(ValueError, match="appearance_max_timestep must be a positive"):
+        objective.Recipe(appearance_max_timestep=0)

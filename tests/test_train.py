@@ -137,6 +137,27 @@ def test_each_variant_builds_and_gives_a_finite_loss(cache, book_cache, profile,
         torch.testing.assert_close(losses["loss"], expected)
 
 
+def test_the_recipe_s_appearance_max_timestep_reaches_the_appearance_loss(cache, book_cache,
+                                                                          profile):
+    """A threshold below every drawn timestep leaves the noise term alone; one above every
+    timestep gives the appearance terms on every sample, as without a threshold."""
+    (_, vae), (data, _) = cache, book_cache
+    variant = replace(train.get_variant("base+al"), appearance_weight=0.5)
+    unet, adapter = train.build_model(profile, variant)
+    index, features = torch.tensor([0, 1]), default_features()
+    with torch.no_grad():
+        loss = {limit: train.diffusion_step_loss(
+            unet, adapter, data, index, step_generator(0, 0), objective.noise_scheduler(),
+            variant, vae=vae, features=features,
+            recipe=replace(objective.DEFAULT_RECIPE, appearance_max_timestep=limit))
+            for limit in (None, 1, 1000)}
+    assert loss[1]["spatial"].item() == loss[1]["high_freq"].item() == 0
+    torch.testing.assert_close(loss[1]["loss"], loss[1]["mse"])
+    assert loss[None]["spatial"].item() > 0
+    for key in ("loss", "spatial", "high_freq"):
+        torch.testing.assert_close(loss[1000][key], loss[None][key])
+
+
 def _weights(pipeline: GarDiffPipeline) -> dict[str, torch.Tensor]:
     state = {f"unet.{k}": v for k, v in pipeline.unet.state_dict().items()}
     return state | {f"adapter.{k}": v for k, v in pipeline.adapter.state_dict().items()}
