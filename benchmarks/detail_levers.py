@@ -46,6 +46,14 @@ that ``reproduce`` measures):
   pasted into the skin-primed image (the recipe's ``paste_warp``, DCI-VTON's condition), so
   that the model starts from warp + paste instead of learning to move the garment in from
   ``E(I_w)``.
+- ``cosine``: the learning rate decaying to zero over the run after its warm-up instead of
+  staying constant (the recipe's ``lr_schedule="cosine"``): the same steps, ending at a
+  small rate. Training longer lowered the detail error (``shared_base.py
+  --variant-steps``); this asks whether part of that gain was the rate, not the steps.
+- ``learning-rate``: Base + GFA trained at each of ``--learning-rate-scales`` times the
+  profile's rate (the recipe's ``learning_rate_scale``; the profile's rate was chosen on
+  Base's SSIM curve, before the adapter and the detail error existed): whether the detail,
+  which the variant learns last, comes sooner at a higher rate.
 
 ``--reference book`` measures the levers against the book's recipe
 (:data:`~gardiffmini.objective.DEFAULT_RECIPE`, DensePose and the skin colour among its
@@ -104,7 +112,8 @@ REPORTED = ("SSIM", "garment_detail_error", "SSIM_occluded", "SSIM_u", "garment_
 COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", "skin_error_u")
 SPACINGS = ("leading", "trailing")
 LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weight", "skin",
-          "skin-agnostic-init", "pose+skin", "pose+skin+garment-weight", "paste")
+          "skin-agnostic-init", "pose+skin", "pose+skin+garment-weight", "paste", "cosine",
+          "learning-rate")
 # the recipe each lever changes, and how its own row is titled
 REFERENCES = {"plain": (PLAIN_RECIPE, "Base + GFA"),
               "book": (DEFAULT_RECIPE, "Base + GFA (the book's recipe)")}
@@ -160,6 +169,11 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
         evaluate(reference_row(args.spacing), gfa, args.spacing)
         evaluate(f"Base + GFA, VAE stream from zero, {args.spacing} spacing",
                  replace(gfa, vae_stream_from_zero=True), args.spacing)
+    if "learning-rate" in args.levers:
+        evaluate(reference_row(args.spacing), gfa, args.spacing)
+        for scale in args.learning_rate_scales:
+            evaluate(f"Base + GFA, learning rate x{scale:g}, {args.spacing} spacing", gfa,
+                     args.spacing, replace(reference, learning_rate_scale=scale))
     for lever, (what, recipe) in recipes.items():
         if lever in args.levers:
             evaluate(reference_row(args.spacing), gfa, args.spacing)
@@ -198,6 +212,7 @@ def recipe_levers(garment_weight: float, reference: Recipe = PLAIN_RECIPE
                                      replace(reference, pose_input=True,
                                              garment_weight=garment_weight, **skin)),
         "paste": (pasted, replace(reference, paste_warp=True, **skin)),
+        "cosine": ("cosine learning-rate decay", replace(reference, lr_schedule="cosine")),
     }
 
 
@@ -232,6 +247,8 @@ def main() -> None:
                         help="the spacing the vae-stream, garment-weight and pose levers "
                              "sample with")
     parser.add_argument("--garment-weight", type=float, default=4.0)
+    parser.add_argument("--learning-rate-scales", type=float, nargs="+", default=[2.0],
+                        help="the learning-rate lever's factors on the profile's rate")
     parser.add_argument("--reference", choices=sorted(REFERENCES), default="plain",
                         help="the recipe the levers change (book: the book's recipe; plain: "
                              "the one the levers were first measured against)")

@@ -70,6 +70,7 @@ from gardiffmini.runs import (
     device_cache,
     fit,
     step_generator,
+    warmup_cosine_schedule,
     warmup_schedule,
 )
 
@@ -197,6 +198,23 @@ def weights_hash(*models: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
+def variant_optimizer(params: list[torch.nn.Parameter], profile: Profile,
+                      recipe: Recipe) -> torch.optim.AdamW:
+    """The paper's AdamW (betas 0.9, 0.999, weight decay 0.01) at the profile's learning rate
+    times the recipe's ``learning_rate_scale``."""
+    return torch.optim.AdamW(params, lr=profile.learning_rate * recipe.learning_rate_scale,
+                             betas=(0.9, 0.999), weight_decay=0.01)
+
+
+def learning_rate_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, warmup_steps: int,
+                           steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The recipe's learning rate over a run of ``steps``: a linear warm-up, then constant
+    or a cosine decay to zero at the last step (``recipe.lr_schedule``)."""
+    if recipe.lr_schedule == "cosine":
+        return warmup_cosine_schedule(optimizer, warmup_steps, steps)
+    return warmup_schedule(optimizer, warmup_steps)
+
+
 def run_config(
     profile: Profile, variant: Variant, steps: int, encoders_id: str, unet_config: dict,
     recipe: Recipe = DEFAULT_RECIPE,
@@ -315,9 +333,8 @@ def train_variant(
                                     skin=recipe.skin_input, paste_warp=recipe.paste_warp)
         scheduler = noise_scheduler(recipe.prediction_type)
         params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, betas=(0.9, 0.999),
-                                      weight_decay=0.01)
-        lr_schedule = warmup_schedule(optimizer, profile.warmup_steps)
+        optimizer = variant_optimizer(params, profile, recipe)
+        lr_schedule = learning_rate_schedule(optimizer, recipe, profile.warmup_steps, steps)
         cache = device_cache(cache, accelerator.device)
         vae.to(accelerator.device).requires_grad_(False)
         if speed.gradient_checkpointing:  # the appearance loss back-propagates through D

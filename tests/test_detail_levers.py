@@ -55,9 +55,11 @@ def test_recipe_levers_change_only_what_they_name() -> None:
     assert levers["pose+skin"][1] == replace(levers["skin-agnostic-init"][1], pose_input=True)
     assert levers["pose+skin+garment-weight"][1] == replace(levers["pose+skin"][1],
                                                             garment_weight=4.0)
+    assert levers["cosine"] == ("cosine learning-rate decay",
+                                replace(PLAIN_RECIPE, lr_schedule="cosine"))
     for _, recipe in levers.values():  # everything else is the recipe they were found on
         assert replace(recipe, garment_weight=1.0, pose_input=False, skin_input=False,
-                       skin_init="zero", paste_warp=False) == PLAIN_RECIPE
+                       skin_init="zero", paste_warp=False, lr_schedule="constant") == PLAIN_RECIPE
 
 
 def test_an_appearance_loss_row_is_judged_against_its_own_recipe_without_it() -> None:

@@ -216,3 +216,24 @@ def test_appearance_max_timestep_is_checked_and_out_of_the_identity_while_unset(
     assert low == book.identity() | {"appearance_max_timestep": 200}
     with pytest.raises(ValueError, match="appearance_max_timestep must be a positive"):
         objective.Recipe(appearance_max_timestep=0)
+
+
+def test_lr_schedule_is_checked_and_out_of_the_identity_while_constant():
+    book = objective.DEFAULT_RECIPE
+    assert book.lr_schedule == "constant"
+    assert "lr_schedule" not in book.identity()
+    cosine = replace(book, lr_schedule="cosine").identity()
+    assert cosine == book.identity() | {"lr_schedule": "cosine"}
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        objective.Recipe(lr_schedule="step")
+
+
+def test_learning_rate_scale_is_checked_and_out_of_the_identity_while_one():
+    book = objective.DEFAULT_RECIPE
+    assert "learning_rate_scale" not in book.identity()
+    faster = replace(book, learning_rate_scale=2.0)
+    assert faster.identity() == book.identity() | {"learning_rate_scale": 2.0}
+    assert objective.base_recipe(faster) == objective.PLAIN_RECIPE  # the base keeps its rate
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="learning_rate_scale must be positive"):
+            objective.Recipe(learning_rate_scale=bad)

@@ -430,3 +430,32 @@ def test_the_paste_cache_holds_the_warp_pasted_into_the_primed_image(cache, skin
     with pytest.raises(ValueError, match="paste_warp pastes the warp into the skin-primed "
                                          "agnostic image: it needs skin"):
         train.encode_split([], vae, None, skin=False, paste_warp=True)
+
+
+@pytest.mark.parametrize("kind, last_factor", [("constant", 1.0), ("cosine", 0.0)])
+def test_learning_rate_schedule_follows_the_recipe(kind, last_factor):
+    """Warm-up to the full rate, then constant, or a cosine down to zero at the last step."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    recipe = replace(objective.DEFAULT_RECIPE, lr_schedule=kind)
+    schedule = train.learning_rate_schedule(optimizer, recipe, warmup_steps=2, steps=10)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[:2] == pytest.approx([0.25, 0.5])
+    assert rates[2] == pytest.approx(0.5)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * last_factor, abs=1e-12)
+    if kind == "cosine":  # halfway through the decay, half the rate
+        assert rates[6] == pytest.approx(0.25)
+
+
+def test_variant_optimizer_scales_the_profile_s_rate_by_the_recipe_s():
+    profile = get_profile("cpu")
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    book = train.variant_optimizer(params, profile, objective.DEFAULT_RECIPE)
+    faster = train.variant_optimizer(
+        params, profile, replace(objective.DEFAULT_RECIPE, learning_rate_scale=2.0))
+    assert book.defaults["lr"] == profile.learning_rate
+    assert faster.defaults["lr"] == pytest.approx(2 * profile.learning_rate)
+    assert (faster.defaults["betas"], faster.defaults["weight_decay"]) == ((0.9, 0.999), 0.01)
