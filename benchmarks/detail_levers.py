@@ -169,12 +169,10 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
         evaluate(reference_row(args.spacing), gfa, args.spacing)
         evaluate(f"Base + GFA, VAE stream from zero, {args.spacing} spacing",
                  replace(gfa, vae_stream_from_zero=True), args.spacing)
-    if "learning-rate" in args.levers:
-        evaluate(reference_row(args.spacing), gfa, args.spacing)
-        for scale in args.learning_rate_scales:
-            evaluate(f"Base + GFA, learning rate x{scale:g}, {args.spacing} spacing", gfa,
-                     args.spacing, replace(reference, learning_rate_scale=scale))
-    for lever, (what, recipe) in recipes.items():
+    rated = [("learning-rate", (f"learning rate x{scale:g}",
+                                replace(reference, learning_rate_scale=scale)))
+             for scale in args.learning_rate_scales]
+    for lever, (what, recipe) in rated + list(recipes.items()):
         if lever in args.levers:
             evaluate(reference_row(args.spacing), gfa, args.spacing)
             evaluate(f"Base + GFA, {what}, {args.spacing} spacing", gfa, args.spacing, recipe)

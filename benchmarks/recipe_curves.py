@@ -34,7 +34,7 @@ from gardiffmini.models.encoders import load_or_train_encoders
 from gardiffmini.pipeline import GarDiffPipeline
 from gardiffmini.profiles import get_profile
 from gardiffmini.reproduce import provenance
-from gardiffmini.runs import step_generator, warmup_schedule
+from gardiffmini.runs import step_generator
 from gardiffmini.train import weights_hash
 
 RECIPES = {
@@ -65,8 +65,8 @@ def curve(name: str, args, profile, cache, vae, encoder, pairs, base=None) -> di
     torch.manual_seed(args.seed)
     unet, adapter = train.build_model(profile, variant, base, recipe)
     params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, weight_decay=0.01)
-    schedule = warmup_schedule(optimizer, profile.warmup_steps)
+    optimizer = train.variant_optimizer(params, profile, recipe)
+    schedule = train.learning_rate_schedule(optimizer, recipe, profile.warmup_steps, args.steps)
     ema = EMAModel(params, decay=recipe.ema_decay, use_ema_warmup=True) if recipe.ema_decay \
         else None
     features = default_features() if variant.appearance_loss else None

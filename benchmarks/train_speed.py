@@ -31,7 +31,7 @@ def measure(variant_name: str, profile, cache, vae, steps: int, warmup: int, dev
     adapter.to(device).train()
     vae.to(device)
     params = [p for m in (unet, adapter) for p in m.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, weight_decay=0.01)
+    optimizer = train.variant_optimizer(params, profile, objective.DEFAULT_RECIPE)
     features = default_features().to(device) if variant.appearance_loss else None
     scheduler = objective.noise_scheduler()
     if device.type == "cuda":

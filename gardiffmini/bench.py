@@ -53,7 +53,6 @@ from gardiffmini.runs import (
     fit,
     peak_memory_gb,
     step_generator,
-    warmup_schedule,
 )
 
 DEFAULT_STEPS = {"ci": 10, "cpu": 30, "gpu": 100, "paper": 50}
@@ -130,8 +129,9 @@ def bench_variant(
     cache = device_cache(synthetic_cache(profile, N_PAIRS), device)
     scheduler = noise_scheduler(DEFAULT_RECIPE.prediction_type)
     params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=profile.learning_rate, weight_decay=0.01)
-    lr_schedule = warmup_schedule(optimizer, profile.warmup_steps)
+    optimizer = train.variant_optimizer(params, profile, DEFAULT_RECIPE)
+    lr_schedule = train.learning_rate_schedule(optimizer, DEFAULT_RECIPE, profile.warmup_steps,
+                                               warmup + steps)
     unet, adapter, optimizer = accelerator.prepare(unet, adapter, optimizer)
     ema = EMAModel(params, decay=DEFAULT_RECIPE.ema_decay, use_ema_warmup=True)
     ema.to(device)
