@@ -34,9 +34,13 @@ unit: venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest tests
 
+# nbval runs the executed notebooks again, one per core (xdist, a notebook's cells in one
+# worker) with one torch thread each: 55 s instead of 99 s on a 2-core AMD EPYC, where two
+# notebooks of two threads each took 124 s
 notebooks-check: venv
 	$(MAKE) book PROFILE=ci
-	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-cell-timeout=600 $(BUILD)/ci/src/notebooks
+	OMP_NUM_THREADS=1 $(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-cell-timeout=600 \
+		-n auto --dist loadfile $(BUILD)/ci/src/notebooks
 
 # every page of the ci book in headless Chromium with the network blocked (needs
 # apt-get install chromium chromium-driver); screenshots go to _build/ci/screenshots

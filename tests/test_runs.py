@@ -121,11 +121,17 @@ def test_model_run_configs_hash_alike_in_every_process():
             "from gardiffmini.profiles import get_profile; "
             "from gardiffmini.runs import architecture, config_hash; "
             "print(config_hash(architecture(make_unet(get_profile('ci')).config)))")
-    hashes = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+    processes = [  # at once: each spends seconds importing diffusers
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONHASHSEED": str(seed)})
         for seed in (1, 2, 3)
-    }
+    ]
+    hashes = set()
+    for process in processes:
+        out, err = process.communicate()
+        assert process.returncode == 0, err
+        hashes.add(out.strip())
     assert len(hashes) == 1
 
 

@@ -4,8 +4,10 @@ Every model is built at the profile's real widths from random weights: the libra
 constructors (``make_unet``, ``make_vae``, ``make_clip``), which read only the profile's
 widths, so the ``paper`` profile's pretrained ids are never fetched. Each profile then runs
 one training step of each UNet (with and without the adapter) under its ``+AL`` variant,
-whose loss is the other variants' plus the appearance term, one
-sampling step through :class:`GarDiffPipeline` and a save/load round trip.
+whose loss is the other variants' plus the appearance term, and one
+sampling step through :class:`GarDiffPipeline`. ``gpu`` also saves and loads the pipeline and
+samples again. At ``paper`` width the same round trip writes and reads each model as one
+file, like ``gpu``'s, only larger (22 s of CI on a 2-core AMD EPYC), so it is left to ``gpu``.
 
 ``gpu`` runs at its real image size (256x192). ``paper`` keeps its real widths (a 891 M
 parameter UNet, OpenCLIP ViT-H/14's 632 M parameter vision tower) at a 64x48 image, which
@@ -95,7 +97,7 @@ def sample_once(pipeline: GarDiffPipeline, profile: Profile) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", ["gpu", "paper"])
-def test_every_model_trains_samples_and_round_trips_at_full_width(name, tmp_path):
+def test_every_model_trains_and_samples_at_full_width(name, tmp_path):
     profile = smoke_profile(name)
     vae = make_vae(profile).requires_grad_(False)
     for adapter_on in (False, True):
@@ -122,6 +124,8 @@ def test_every_model_trains_samples_and_round_trips_at_full_width(name, tmp_path
     # postprocess clamps to [0, 1], so a range check cannot fail; NaN survives the clamp
     # (random full-width weights after one step: 22 % of the gpu pixels inside (0, 1), measured)
     assert torch.isfinite(images).all()
+    if name == "paper":
+        return
 
     pipeline.save_pretrained(tmp_path)
     n_weights = len(pipeline.unet.state_dict())
