@@ -54,6 +54,12 @@ that ``reproduce`` measures):
   profile's rate (the recipe's ``learning_rate_scale``; the profile's rate was chosen on
   Base's SSIM curve, before the adapter and the detail error existed): whether the detail,
   which the variant learns last, comes sooner at a higher rate.
+- ``adapter-learning-rate``: Base + GFA with the parameters the adapter adds (the adapter's
+  and the garment processors', which start fresh) trained at each of
+  ``--adapter-learning-rate-scales`` times the rate of the rest (the recipe's
+  ``adapter_learning_rate_scale``): whether the detail comes sooner when only the new weights
+  move faster, the UNet from the shared base keeping its rate (four times the rate for every
+  weight cost SSIM and skin colour).
 
 ``--reference book`` measures the levers against the book's recipe
 (:data:`~gardiffmini.objective.DEFAULT_RECIPE`, DensePose and the skin colour among its
@@ -113,7 +119,7 @@ COMPARED = ("SSIM", "garment_detail_error", "SSIM_u", "garment_detail_error_u", 
 SPACINGS = ("leading", "trailing")
 LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weight", "skin",
           "skin-agnostic-init", "pose+skin", "pose+skin+garment-weight", "paste", "cosine",
-          "learning-rate")
+          "learning-rate", "adapter-learning-rate")
 # the recipe each lever changes, and how its own row is titled
 REFERENCES = {"plain": (PLAIN_RECIPE, "Base + GFA"),
               "book": (DEFAULT_RECIPE, "Base + GFA (the book's recipe)")}
@@ -169,9 +175,7 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
         evaluate(reference_row(args.spacing), gfa, args.spacing)
         evaluate(f"Base + GFA, VAE stream from zero, {args.spacing} spacing",
                  replace(gfa, vae_stream_from_zero=True), args.spacing)
-    rated = [("learning-rate", (f"learning rate x{scale:g}",
-                                replace(reference, learning_rate_scale=scale)))
-             for scale in args.learning_rate_scales]
+    rated = rate_levers(reference, args.learning_rate_scales, args.adapter_learning_rate_scales)
     for lever, (what, recipe) in rated + list(recipes.items()):
         if lever in args.levers:
             evaluate(reference_row(args.spacing), gfa, args.spacing)
@@ -185,6 +189,19 @@ def lever_rows(args, profile, root, sets, net, vae, seed: int) -> dict:
 def reference_title(reference: str, spacing: str) -> str:
     """The title of the row the levers are judged against (:data:`REFERENCES`)."""
     return f"{REFERENCES[reference][1]}, {spacing} spacing"
+
+
+def rate_levers(reference: Recipe, scales: list[float], adapter_scales: list[float]
+                ) -> list[tuple[str, tuple[str, Recipe]]]:
+    """The learning-rate levers, one per factor: (lever, (what a row's title says of it, the
+    recipe)), ``reference`` with ``learning_rate_scale`` or ``adapter_learning_rate_scale``
+    set."""
+    return ([("learning-rate", (f"learning rate x{scale:g}",
+                                replace(reference, learning_rate_scale=scale)))
+             for scale in scales]
+            + [("adapter-learning-rate", (f"adapter learning rate x{scale:g}",
+                                          replace(reference, adapter_learning_rate_scale=scale)))
+               for scale in adapter_scales])
 
 
 def recipe_levers(garment_weight: float, reference: Recipe = PLAIN_RECIPE
@@ -247,6 +264,8 @@ def main() -> None:
     parser.add_argument("--garment-weight", type=float, default=4.0)
     parser.add_argument("--learning-rate-scales", type=float, nargs="+", default=[2.0],
                         help="the learning-rate lever's factors on the profile's rate")
+    parser.add_argument("--adapter-learning-rate-scales", type=float, nargs="+", default=[4.0],
+                        help="the adapter-learning-rate lever's factors on the adapter's rate")
     parser.add_argument("--reference", choices=sorted(REFERENCES), default="plain",
                         help="the recipe the levers change (book: the book's recipe; plain: "
                              "the one the levers were first measured against)")

@@ -75,7 +75,12 @@ class Recipe:
       shared base keeps the profile's): the profile's rate was chosen on Base's SSIM, and the
       garment's detail is what a variant learns last. A lever of chapter 7: at ``cpu`` twice
       the rate moved no detail error measurably over three seeds, four times was worse
-      (``book/results/learning-rate-x2-cpu.json``, ``learning-rate-cpu.json``).
+      (``book/results/learning-rate-x2-cpu.json``, ``learning-rate-cpu.json``);
+    - ``adapter_learning_rate_scale``: a further factor for the parameters the adapter adds
+      (:func:`~gardiffmini.train.adapter_parameters`: the garment adapter's and the UNet's
+      garment cross-attention processors'), which start fresh while the rest of the UNet
+      starts from the shared base, as IP-Adapter trains only its new weights. A lever of
+      chapter 7.
 
     The defaults are the book's recipe (:data:`DEFAULT_RECIPE`). Chapter 7 measured the
     DensePose and the skin colour as levers against :data:`PLAIN_RECIPE` before they became
@@ -96,6 +101,7 @@ class Recipe:
     appearance_max_timestep: int | None = None
     lr_schedule: str = "constant"
     learning_rate_scale: float = 1.0
+    adapter_learning_rate_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
@@ -104,9 +110,9 @@ class Recipe:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got "
                              f"{self.lr_schedule!r}")
-        if not self.learning_rate_scale > 0:
-            raise ValueError(f"learning_rate_scale must be positive, got "
-                             f"{self.learning_rate_scale!r}")
+        for name in ("learning_rate_scale", "adapter_learning_rate_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.skin_init not in SKIN_INITS:
             raise ValueError(f"skin_init must be one of {SKIN_INITS}, got {self.skin_init!r}")
         if self.person_base and not (self.pose_input or self.skin_input):
@@ -134,7 +140,7 @@ class Recipe:
 LATER_FIELDS = {"garment_weight": 1.0, "pose_input": False, "skin_input": False,
                 "skin_init": "zero", "person_base": False, "paste_warp": False,
                 "appearance_max_timestep": None, "lr_schedule": "constant",
-                "learning_rate_scale": 1.0}
+                "learning_rate_scale": 1.0, "adapter_learning_rate_scale": 1.0}
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")

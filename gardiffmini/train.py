@@ -37,7 +37,7 @@ from gardiffmini.inpainting_base import base_hash, inpainting_base
 from gardiffmini.losses import FrozenDecoder, epsilon_from_v, gardiff_loss
 from gardiffmini.metrics import label_region
 from gardiffmini.models.adapter import GarmentAdapter
-from gardiffmini.models.attention import start_vae_stream_at_zero
+from gardiffmini.models.attention import garment_processors, start_vae_stream_at_zero
 from gardiffmini.models.encoders import clip_image_embeds, load_or_train_encoders
 from gardiffmini.models.unet import add_input_channels, make_unet
 from gardiffmini.objective import (
@@ -198,12 +198,27 @@ def weights_hash(*models: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
-def variant_optimizer(params: list[torch.nn.Parameter], profile: Profile,
-                      recipe: Recipe) -> torch.optim.AdamW:
+def adapter_parameters(unet: torch.nn.Module, adapter: torch.nn.Module
+                       ) -> list[torch.nn.Parameter]:
+    """The trainable parameters the adapter adds to the UNet: the garment adapter's own and
+    those of the garment cross-attention processors it installs (their VAE stream)."""
+    processors = garment_processors(unet).values()
+    return [p for m in (adapter, *processors) for p in m.parameters() if p.requires_grad]
+
+
+def variant_optimizer(params: list[torch.nn.Parameter], profile: Profile, recipe: Recipe,
+                      adapter_params: list[torch.nn.Parameter] = ()) -> torch.optim.AdamW:
     """The paper's AdamW (betas 0.9, 0.999, weight decay 0.01) at the profile's learning rate
-    times the recipe's ``learning_rate_scale``."""
-    return torch.optim.AdamW(params, lr=profile.learning_rate * recipe.learning_rate_scale,
-                             betas=(0.9, 0.999), weight_decay=0.01)
+    times the recipe's ``learning_rate_scale``; ``adapter_params`` (those of ``params`` that
+    the adapter adds, :func:`adapter_parameters`) at that rate times
+    ``adapter_learning_rate_scale``."""
+    lr = profile.learning_rate * recipe.learning_rate_scale
+    groups = [{"params": list(params)}]
+    if adapter_params and recipe.adapter_learning_rate_scale != 1:
+        added = {id(p) for p in adapter_params}
+        groups = [{"params": [p for p in params if id(p) not in added]},
+                  {"params": list(adapter_params), "lr": lr * recipe.adapter_learning_rate_scale}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), weight_decay=0.01)
 
 
 def learning_rate_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, warmup_steps: int,
@@ -333,7 +348,7 @@ def train_variant(
                                     skin=recipe.skin_input, paste_warp=recipe.paste_warp)
         scheduler = noise_scheduler(recipe.prediction_type)
         params = [p for m in (unet, adapter) for p in m.parameters() if p.requires_grad]
-        optimizer = variant_optimizer(params, profile, recipe)
+        optimizer = variant_optimizer(params, profile, recipe, adapter_parameters(unet, adapter))
         lr_schedule = learning_rate_schedule(optimizer, recipe, profile.warmup_steps, steps)
         cache = device_cache(cache, accelerator.device)
         vae.to(accelerator.device).requires_grad_(False)

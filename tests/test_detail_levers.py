@@ -9,7 +9,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from detail_levers import COMPARED, LEVERS, REFERENCES, recipe_levers, verdicts  # noqa: E402
+from detail_levers import (  # noqa: E402
+    COMPARED,
+    LEVERS,
+    REFERENCES,
+    rate_levers,
+    recipe_levers,
+    verdicts,
+)
 
 from gardiffmini.objective import DEFAULT_RECIPE, PLAIN_RECIPE  # noqa: E402
 from gardiffmini.reproduce import summarize  # noqa: E402
@@ -60,6 +67,15 @@ def test_recipe_levers_change_only_what_they_name() -> None:
     for _, recipe in levers.values():  # everything else is the recipe they were found on
         assert replace(recipe, garment_weight=1.0, pose_input=False, skin_input=False,
                        skin_init="zero", paste_warp=False, lr_schedule="constant") == PLAIN_RECIPE
+
+
+def test_rate_levers_scale_one_rate_each() -> None:
+    rated = rate_levers(DEFAULT_RECIPE, [2.0, 4.0], [4.0])
+    assert [lever for lever, _ in rated] == ["learning-rate"] * 2 + ["adapter-learning-rate"]
+    assert rated[1][1] == ("learning rate x4", replace(DEFAULT_RECIPE, learning_rate_scale=4.0))
+    assert rated[2][1] == ("adapter learning rate x4",
+                           replace(DEFAULT_RECIPE, adapter_learning_rate_scale=4.0))
+    assert {lever for lever, _ in rated} <= set(LEVERS)
 
 
 def test_an_appearance_loss_row_is_judged_against_its_own_recipe_without_it() -> None:

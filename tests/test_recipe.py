@@ -237,3 +237,14 @@ def test_learning_rate_scale_is_checked_and_out_of_the_identity_while_one():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="learning_rate_scale must be positive"):
             objective.Recipe(learning_rate_scale=bad)
+
+
+def test_adapter_learning_rate_scale_is_checked_and_out_of_the_identity_while_one():
+    book = objective.DEFAULT_RECIPE
+    assert "adapter_learning_rate_scale" not in book.identity()
+    faster = replace(book, adapter_learning_rate_scale=4.0)
+    assert faster.identity() == book.identity() | {"adapter_learning_rate_scale": 4.0}
+    assert objective.base_recipe(faster) == objective.PLAIN_RECIPE
+    for bad in (0.0, -2.0, float("nan")):
+        with pytest.raises(ValueError, match="adapter_learning_rate_scale must be positive"):
+            objective.Recipe(adapter_learning_rate_scale=bad)

@@ -459,3 +459,38 @@ def test_variant_optimizer_scales_the_profile_s_rate_by_the_recipe_s():
     assert book.defaults["lr"] == profile.learning_rate
     assert faster.defaults["lr"] == pytest.approx(2 * profile.learning_rate)
     assert (faster.defaults["betas"], faster.defaults["weight_decay"]) == ((0.9, 0.999), 0.01)
+
+
+def test_the_adapter_s_parameters_are_its_own_and_its_processors_vae_stream():
+    profile = get_profile("ci")
+    unet, adapter = train.build_model(profile, train.get_variant("base+gfa"))
+    added = {id(p) for p in train.adapter_parameters(unet, adapter)}
+    names = {name for name, p in unet.named_parameters() if id(p) in added}
+    assert names and all(name.endswith(("to_k_vae.weight", "to_v_vae.weight", "to_k_vae.bias",
+                                        "to_v_vae.bias")) for name in names)
+    assert {id(p) for p in adapter.parameters()} <= added
+    assert len(added) == len(names) + len(list(adapter.parameters()))
+    base_unet, base_adapter = train.build_model(profile, train.get_variant("base"))
+    assert {id(p) for p in train.adapter_parameters(base_unet, base_adapter)} == {
+        id(p) for p in base_adapter.parameters()}
+
+
+def test_the_adapter_learns_at_its_own_rate_only_when_the_recipe_asks():
+    profile = get_profile("cpu")
+    unet_weight, adapter_weight = (torch.nn.Parameter(torch.zeros(2)) for _ in range(2))
+    params = [unet_weight, adapter_weight]
+    book = train.variant_optimizer(params, profile, objective.DEFAULT_RECIPE, [adapter_weight])
+    assert len(book.param_groups) == 1 and book.param_groups[0]["params"] == params
+    recipe = replace(objective.DEFAULT_RECIPE, learning_rate_scale=2.0,
+                     adapter_learning_rate_scale=4.0)
+    split = train.variant_optimizer(params, profile, recipe, [adapter_weight])
+    rates = {id(p): group["lr"] for group in split.param_groups for p in group["params"]}
+    assert rates == {id(unet_weight): pytest.approx(2 * profile.learning_rate),
+                     id(adapter_weight): pytest.approx(8 * profile.learning_rate)}
+    schedule = train.learning_rate_schedule(split, recipe, warmup_steps=2, steps=10)
+    assert [g["lr"] for g in split.param_groups] == pytest.approx(  # the warm-up's first half
+        [profile.learning_rate, 4 * profile.learning_rate])
+    split.step()
+    schedule.step()
+    assert [g["lr"] for g in split.param_groups] == pytest.approx(
+        [2 * profile.learning_rate, 8 * profile.learning_rate])
