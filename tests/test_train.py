@@ -323,6 +323,24 @@ def test_the_shipped_run_config_is_what_run_config_gives_today():
     assert json.loads(json.dumps(config)) == {key: shipped["run_config"][key] for key in config}
 
 
+def test_an_adapter_rate_run_trains_with_its_average_and_a_run_of_its_own(book_cache, profile):
+    book = train.train_variant("base+gfa", profile, seed=0, progress=False)
+    faster = train.train_variant("base+gfa", profile, seed=0, progress=False,
+                                 recipe=replace(objective.DEFAULT_RECIPE,
+                                                adapter_learning_rate_scale=4.0))
+    assert faster.run.finished and faster.run.folder != book.run.folder
+    assert faster.run.config["recipe"]["adapter_learning_rate_scale"] == 4.0
+    # the EMA (on in the book's recipe) averages each weight with its own, and the adapter's
+    # kept weights lie further from their start (train_variant's, same seed) than the book's
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        start = train.build_model(profile, train.get_variant("base+gfa"))[1].state_dict()
+    moved = {name: sum(float((value - start[key]).abs().sum())
+                       for key, value in pipe.adapter.state_dict().items())
+             for name, pipe in (("book", book), ("faster", faster))}
+    assert moved["faster"] > moved["book"] > 0
+
+
 def test_a_pose_run_trains_and_samples_with_the_densepose(pose_cache, profile):
     from gardiffmini.data.datasets import open_dataset
     from gardiffmini.data.toyviton import ensure_toyviton
