@@ -17,7 +17,9 @@ the profile's ``base_steps``; ``plain-paste:N`` the same base, the variant train
 recipe's ``paste_warp`` (the warp pasted into its skin-primed image, as
 ``benchmarks/detail_levers.py --levers paste`` measures it on the shipped base). Each base
 is trained once and kept as a run; ``--variant`` (Base + GFA by default) starts from it and
-trains its ``--variant-steps`` (default: the profile's). Beside them: the book's
+trains its ``--variant-steps`` (default: the profile's), with the adapter's weights at
+``--adapter-learning-rate-scale`` times the rate (the recipe's
+``adapter_learning_rate_scale``; 1 by default, as in the book). Beside them: the book's
 ``--variant`` on the shipped base, warp + paste, the agnostic image and the VAE round trip,
 all on the headline protocol (:mod:`gardiffmini.evaluate`: the book's warp, paired against
 the photo and unpaired against ToyVITON's rendered truth).
@@ -45,7 +47,7 @@ from scoring import scored_sets, scoring_parser, write_record
 from gardiffmini.evaluate import baseline_images, cached_evaluation, score
 from gardiffmini.inpainting_base import BASE_SEED, base_config
 from gardiffmini.models.encoders import load_or_train_encoders
-from gardiffmini.objective import DEFAULT_RECIPE, base_recipe
+from gardiffmini.objective import DEFAULT_RECIPE, Recipe, base_recipe
 from gardiffmini.pipeline import POSE_CHANNELS, person_inputs
 from gardiffmini.profiles import get_profile
 from gardiffmini.reproduce import compare, summarize
@@ -67,6 +69,16 @@ BASES = {
     "plain-paste": ("a base (warp pasted into the skin-primed image)",
                     replace(DEFAULT_RECIPE, paste_warp=True)),
 }
+
+
+def variant_recipe(kind: str, adapter_learning_rate_scale: float = 1.0) -> tuple[str, Recipe]:
+    """What a row's title says of the base ``kind`` (:data:`BASES`), and the variant's recipe
+    on it, the adapter's weights at ``adapter_learning_rate_scale`` times the rate."""
+    what, recipe = BASES[kind]
+    if adapter_learning_rate_scale == 1:
+        return what, recipe
+    return (f"{what}, the adapter at {adapter_learning_rate_scale:g} times the rate",
+            replace(recipe, adapter_learning_rate_scale=adapter_learning_rate_scale))
 
 
 def base_spec(text: str) -> tuple[str, int]:
@@ -114,7 +126,7 @@ def rows_of_seed(args, profile, root, sets, net, vae, baselines: dict, seed: int
     # (title, profile, recipe, steps, whether the row trains its own base)
     runs = [(BOOK_ROW.format(variant=variant.name), profile, DEFAULT_RECIPE, None, False)]
     for kind, base_steps in args.bases:
-        what, recipe = BASES[kind]
+        what, recipe = variant_recipe(kind, args.adapter_learning_rate_scale)
         for steps in args.variant_steps or [profile.diffusion_steps]:
             title = f"{variant.name} on {what} of {base_steps} steps, trained {steps} steps"
             runs.append((title, get_profile(profile.name, base_steps=base_steps), recipe,
@@ -150,6 +162,9 @@ def main() -> None:
     parser.add_argument("--variant-steps", type=int, nargs="+", default=None,
                         help="the variant's steps on each person base (default: the "
                              "profile's diffusion_steps)")
+    parser.add_argument("--adapter-learning-rate-scale", type=float, default=1.0,
+                        help="the factor on the rate of the adapter's weights in the rows on "
+                             "--bases (the book's row keeps the book's recipe)")
     args = parser.parse_args()
     seeds = args.seeds or [args.seed]
     started = time.perf_counter()
