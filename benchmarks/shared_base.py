@@ -47,7 +47,7 @@ from scoring import scored_sets, scoring_parser, write_record
 from gardiffmini.evaluate import baseline_images, cached_evaluation, score
 from gardiffmini.inpainting_base import BASE_SEED, base_config
 from gardiffmini.models.encoders import load_or_train_encoders
-from gardiffmini.objective import DEFAULT_RECIPE, Recipe, base_recipe
+from gardiffmini.objective import DEFAULT_RECIPE, base_recipe
 from gardiffmini.pipeline import POSE_CHANNELS, person_inputs
 from gardiffmini.profiles import get_profile
 from gardiffmini.reproduce import compare, summarize
@@ -71,14 +71,14 @@ BASES = {
 }
 
 
-def variant_recipe(kind: str, adapter_learning_rate_scale: float = 1.0) -> tuple[str, Recipe]:
-    """What a row's title says of the base ``kind`` (:data:`BASES`), and the variant's recipe
-    on it, the adapter's weights at ``adapter_learning_rate_scale`` times the rate."""
-    what, recipe = BASES[kind]
+def row_title(variant: str, kind: str, base_steps: int, steps: int,
+              adapter_learning_rate_scale: float = 1.0) -> str:
+    """The title of the row of ``variant`` trained ``steps`` steps on the base ``kind``
+    (:data:`BASES`) of ``base_steps`` steps, naming the adapter's rate where it is not 1."""
+    title = f"{variant} on {BASES[kind][0]} of {base_steps} steps, trained {steps} steps"
     if adapter_learning_rate_scale == 1:
-        return what, recipe
-    return (f"{what}, the adapter at {adapter_learning_rate_scale:g} times the rate",
-            replace(recipe, adapter_learning_rate_scale=adapter_learning_rate_scale))
+        return title
+    return f"{title}, the adapter at {adapter_learning_rate_scale:g} times the rate"
 
 
 def base_spec(text: str) -> tuple[str, int]:
@@ -126,9 +126,10 @@ def rows_of_seed(args, profile, root, sets, net, vae, baselines: dict, seed: int
     # (title, profile, recipe, steps, whether the row trains its own base)
     runs = [(BOOK_ROW.format(variant=variant.name), profile, DEFAULT_RECIPE, None, False)]
     for kind, base_steps in args.bases:
-        what, recipe = variant_recipe(kind, args.adapter_learning_rate_scale)
+        scale = args.adapter_learning_rate_scale
+        recipe = replace(BASES[kind][1], adapter_learning_rate_scale=scale)
         for steps in args.variant_steps or [profile.diffusion_steps]:
-            title = f"{variant.name} on {what} of {base_steps} steps, trained {steps} steps"
+            title = row_title(variant.name, kind, base_steps, steps, scale)
             runs.append((title, get_profile(profile.name, base_steps=base_steps), recipe,
                          steps, True))
     for title, settings, recipe, steps, own_base in runs:

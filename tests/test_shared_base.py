@@ -80,10 +80,9 @@ def test_input_weight_norms_split_the_first_convolution_by_input():
         "x_t", "E(I_w)", "E(I_a)"]
 
 
-def test_a_row_s_recipe_names_the_adapter_s_rate_where_it_is_not_the_book_s():
-    assert shared_base.variant_recipe("plain-paste") == shared_base.BASES["plain-paste"]
-    what, recipe = shared_base.variant_recipe("plain-paste", 10.0)
-    assert what == ("a base (warp pasted into the skin-primed image), the adapter at 10 times "
-                    "the rate")
-    assert recipe == replace(shared_base.BASES["plain-paste"][1], adapter_learning_rate_scale=10.0)
-
+def test_a_row_s_title_names_the_adapter_s_rate_where_it_is_not_the_book_s():
+    plain = shared_base.row_title("Base + GFA", "plain-paste", 6000, 1200)
+    assert plain == ("Base + GFA on a base (warp pasted into the skin-primed image) of 6000 "
+                     "steps, trained 1200 steps")
+    faster = shared_base.row_title("Base + GFA", "plain-paste", 6000, 1200, 10.0)
+    assert faster == plain + ", the adapter at 10 times the rate"
