@@ -125,8 +125,8 @@ def rows_of_seed(args, profile, root, sets, net, vae, baselines: dict, seed: int
     variant = VARIANTS[args.variant]
     # (title, profile, recipe, steps, whether the row trains its own base)
     runs = [(BOOK_ROW.format(variant=variant.name), profile, DEFAULT_RECIPE, None, False)]
+    scale = args.adapter_learning_rate_scale
     for kind, base_steps in args.bases:
-        scale = args.adapter_learning_rate_scale
         recipe = replace(BASES[kind][1], adapter_learning_rate_scale=scale)
         for steps in args.variant_steps or [profile.diffusion_steps]:
             title = row_title(variant.name, kind, base_steps, steps, scale)

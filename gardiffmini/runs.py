@@ -301,6 +301,12 @@ def peak_memory_gb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 1e9, 3)
 
 
+def optimizer_parameters(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    """The parameters ``optimizer`` steps, group after group: the order in which :func:`fit`
+    steps an EMA over them, so an ``EMAModel`` for ``fit`` is built over this list."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
 def fit(
     run: Run,
     modules: dict[str, torch.nn.Module],
@@ -333,7 +339,7 @@ def fit(
     wall time, steps/s, images/s (``batch_size`` images per step and process) and the
     device's peak memory where it reports one. Returns the logged history.
     """
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    params = optimizer_parameters(optimizer)
     unwrap = accelerator.unwrap_model if accelerator is not None else (lambda m: m)
     is_main = accelerator is None or accelerator.is_main_process
     plain = {name: unwrap(module) for name, module in modules.items()}

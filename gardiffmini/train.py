@@ -69,6 +69,7 @@ from gardiffmini.runs import (
     config_hash,
     device_cache,
     fit,
+    optimizer_parameters,
     step_generator,
     warmup_cosine_schedule,
     warmup_schedule,
@@ -357,9 +358,8 @@ def train_variant(
         unet, adapter, optimizer = accelerator.prepare(unet, adapter, optimizer)
         ema = None
         if recipe.ema_decay:
-            ema = EMAModel(  # over the optimizer's parameters, in its groups' order (fit)
-                [p for group in optimizer.param_groups for p in group["params"]],
-                decay=recipe.ema_decay, use_ema_warmup=True)
+            ema = EMAModel(optimizer_parameters(optimizer), decay=recipe.ema_decay,
+                           use_ema_warmup=True)
             ema.to(accelerator.device)
         features = default_features().to(accelerator.device) if variant.appearance_loss else None
         process_seed = seed + 10_007 * accelerator.process_index

@@ -19,10 +19,17 @@ from gardiffmini.runs import (
     atomic_write_text,
     device_cache,
     fit,
+    optimizer_parameters,
     step_generator,
     temporary_sibling,
     warmup_schedule,
 )
+
+
+def test_optimizer_parameters_run_group_after_group():
+    first, second, third = (torch.nn.Parameter(torch.zeros(1)) for _ in range(3))
+    optimizer = torch.optim.AdamW([{"params": [third]}, {"params": [first, second], "lr": 1.0}])
+    assert [id(p) for p in optimizer_parameters(optimizer)] == [id(third), id(first), id(second)]
 
 
 def _setup(tmp_path, name="run"):
