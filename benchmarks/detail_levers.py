@@ -65,7 +65,9 @@ that ``reproduce`` measures):
 (:data:`~gardiffmini.objective.DEFAULT_RECIPE`, DensePose and the skin colour among its
 inputs) instead of :data:`~gardiffmini.objective.PLAIN_RECIPE`: each lever's recipe is the
 book's with the lever's fields set, and the reference row is "Base + GFA (the book's
-recipe)", the book's own runs where ``reproduce`` made them:
+recipe)", the book's own runs where ``reproduce`` made them. The records made so before
+2026-12-07 (late) measured against the book's recipe of then, with the adapter at the UNet's
+rate: ``--reference book-one-rate`` makes them again. The command of one:
 
     python benchmarks/detail_levers.py --profile cpu --reference book --levers paste \
         --warp carved --spacing leading --seeds 0 1 2 --out book/results/paste-warp-cpu.json
@@ -122,7 +124,11 @@ LEVERS = ("spacing", "vae-stream", "garment-weight", "pose", "pose+garment-weigh
           "learning-rate", "adapter-learning-rate")
 # the recipe each lever changes, and how its own row is titled
 REFERENCES = {"plain": (PLAIN_RECIPE, "Base + GFA"),
-              "book": (DEFAULT_RECIPE, "Base + GFA (the book's recipe)")}
+              "book": (DEFAULT_RECIPE, "Base + GFA (the book's recipe)"),
+              # the book's recipe until it trained the adapter's weights faster (2026-12-07):
+              # the reference of the records made with --reference book before then
+              "book-one-rate": (replace(DEFAULT_RECIPE, adapter_learning_rate_scale=1.0),
+                                "Base + GFA (the book's recipe, one rate)")}
 AL_PREFIX = "Base + GFA + AL, "  # the rows of --appearance-loss
 SKIN_BASELINES = {"skin-primed agnostic": baselines.agnostic,
                   "warp + paste, skin-primed": baselines.warp_and_paste}
@@ -267,8 +273,10 @@ def main() -> None:
     parser.add_argument("--adapter-learning-rate-scales", type=float, nargs="+", default=[4.0],
                         help="the adapter-learning-rate lever's factors on the adapter's rate")
     parser.add_argument("--reference", choices=sorted(REFERENCES), default="plain",
-                        help="the recipe the levers change (book: the book's recipe; plain: "
-                             "the one the levers were first measured against)")
+                        help="the recipe the levers change (book: the book's recipe; "
+                             "book-one-rate: the same with the adapter at the UNet's rate, "
+                             "the book's until 2026-12-07; plain: the one the levers were "
+                             "first measured against)")
     parser.add_argument("--appearance-loss", action="store_true",
                         help="with each recipe lever, also Base + GFA + AL on its recipe")
     parser.add_argument("--warp", choices=SCORED_WARPS, default="computed",

@@ -19,7 +19,7 @@ recipe's ``paste_warp`` (the warp pasted into its skin-primed image, as
 is trained once and kept as a run; ``--variant`` (Base + GFA by default) starts from it and
 trains its ``--variant-steps`` (default: the profile's), with the adapter's weights at
 ``--adapter-learning-rate-scale`` times the rate (the recipe's
-``adapter_learning_rate_scale``; 1 by default, as in the book). Beside them: the book's
+``adapter_learning_rate_scale``; by default the book's). Beside them: the book's
 ``--variant`` on the shipped base, warp + paste, the agnostic image and the VAE round trip,
 all on the headline protocol (:mod:`gardiffmini.evaluate`: the book's warp, paired against
 the photo and unpaired against ToyVITON's rendered truth).
@@ -72,12 +72,16 @@ BASES = {
 
 
 def row_title(variant: str, kind: str, base_steps: int, steps: int,
-              adapter_learning_rate_scale: float = 1.0) -> str:
+              adapter_learning_rate_scale: float = DEFAULT_RECIPE.adapter_learning_rate_scale
+              ) -> str:
     """The title of the row of ``variant`` trained ``steps`` steps on the base ``kind``
-    (:data:`BASES`) of ``base_steps`` steps, naming the adapter's rate where it is not 1."""
+    (:data:`BASES`) of ``base_steps`` steps, naming the adapter's rate where it is not the
+    book's."""
     title = f"{variant} on {BASES[kind][0]} of {base_steps} steps, trained {steps} steps"
-    if adapter_learning_rate_scale == 1:
+    if adapter_learning_rate_scale == DEFAULT_RECIPE.adapter_learning_rate_scale:
         return title
+    if adapter_learning_rate_scale == 1:
+        return f"{title}, the adapter at the UNet's rate"
     return f"{title}, the adapter at {adapter_learning_rate_scale:g} times the rate"
 
 
@@ -163,7 +167,8 @@ def main() -> None:
     parser.add_argument("--variant-steps", type=int, nargs="+", default=None,
                         help="the variant's steps on each person base (default: the "
                              "profile's diffusion_steps)")
-    parser.add_argument("--adapter-learning-rate-scale", type=float, default=1.0,
+    parser.add_argument("--adapter-learning-rate-scale", type=float,
+                        default=DEFAULT_RECIPE.adapter_learning_rate_scale,
                         help="the factor on the rate of the adapter's weights in the rows on "
                              "--bases (the book's row keeps the book's recipe)")
     args = parser.parse_args()

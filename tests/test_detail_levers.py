@@ -109,3 +109,7 @@ def test_the_paste_lever_pastes_the_warp_into_the_skin_input_of_its_reference() 
     # against the book's recipe, the levers it already holds are the reference itself
     assert recipe_levers(4.0, DEFAULT_RECIPE)["pose+skin"][1] == DEFAULT_RECIPE
     assert REFERENCES["book"][0] == DEFAULT_RECIPE and REFERENCES["plain"][0] == PLAIN_RECIPE
+    # the book's recipe before the adapter's rate, which the earlier records were made against
+    one_rate = REFERENCES["book-one-rate"][0]
+    assert one_rate.adapter_learning_rate_scale == 1.0
+    assert replace(one_rate, adapter_learning_rate_scale=10.0) == DEFAULT_RECIPE

@@ -84,5 +84,7 @@ def test_a_row_s_title_names_the_adapter_s_rate_where_it_is_not_the_book_s():
     plain = shared_base.row_title("Base + GFA", "plain-paste", 6000, 1200)
     assert plain == ("Base + GFA on a base (warp pasted into the skin-primed image) of 6000 "
                      "steps, trained 1200 steps")
-    faster = shared_base.row_title("Base + GFA", "plain-paste", 6000, 1200, 10.0)
-    assert faster == plain + ", the adapter at 10 times the rate"
+    one_rate = shared_base.row_title("Base + GFA", "plain-paste", 6000, 1200, 1.0)
+    assert one_rate == plain + ", the adapter at the UNet's rate"
+    faster = shared_base.row_title("Base + GFA", "plain-paste", 6000, 1200, 30.0)
+    assert faster == plain + ", the adapter at 30 times the rate"
