@@ -117,8 +117,10 @@ PROFILES: dict[str, Profile] = {
         base_steps=3000, diffusion_steps=1200,
         learning_rate=2e-3, warmup_steps=50, encoder_learning_rate=5e-4,
         # 10 DDIM steps: on held-out training pairs as good as 25 or 50 (SSIM 0.820 against
-        # 0.818 and 0.817, detail error 0.3447 against 0.3446 and 0.3449), in less than half the
-        # time (book/results/held-out-sampling-cpu.json); 5 steps lose detail (0.3481)
+        # 0.818 and 0.817, detail error 0.3447 against 0.3446 and 0.3449), in less than half
+        # the time (book/results/held-out-sampling-cpu-computed-warp.json); 5 steps lose detail
+        # (0.3481). On the book's recipe and the carved warp 10 steps still sit on the plateau
+        # (held-out-sampling-cpu.json)
         sample_steps=10, guidance_scale=2.0, n_eval=128, appearance_samples=2,
     ),
     # sized for a free T4 (tools/time_estimate.py, book/results/time-gpu-t4.json): every
